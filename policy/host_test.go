@@ -139,3 +139,56 @@ func TestHostZero(t *testing.T) {
 		t.Fatalf("zero Host: IsAddr=%v String=%q", h.IsAddr(), h.String())
 	}
 }
+
+func TestParseHostPort(t *testing.T) {
+	tests := []struct {
+		in   string
+		host string
+		port uint16
+		ok   bool
+	}{
+		{"go.microsoft.com:443", "go.microsoft.com", 443, true},
+		{"GO.microsoft.com.:443", "go.microsoft.com", 443, true},
+		{"[::1]:443", "::1", 443, true},
+		{"[::ffff:127.0.0.1]:80", "127.0.0.1", 80, true},
+		{"127.0.0.1:65535", "127.0.0.1", 65535, true},
+		{"go.microsoft.com", "", 0, false},
+		{"go.microsoft.com:0", "", 0, false},
+		{"go.microsoft.com:0443", "", 0, false},
+		{"go.microsoft.com:+443", "", 0, false},
+		{"go.microsoft.com:65536", "", 0, false},
+		{"go.microsoft.com: 443", "", 0, false},
+		{"[go.microsoft.com]:443", "", 0, false},
+		{"[127.0.0.1]:443", "", 0, false},
+		{":443", "", 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			h, p, err := ParseHostPort(tt.in)
+			if tt.ok != (err == nil) {
+				t.Fatalf("err = %v, want ok=%v", err, tt.ok)
+			}
+			if tt.ok && (h.String() != tt.host || p != tt.port) {
+				t.Fatalf("got %s %d, want %s %d", h, p, tt.host, tt.port)
+			}
+		})
+	}
+}
+
+func TestParsePort(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		want uint16
+		ok   bool
+	}{
+		{"1", 1, true}, {"443", 443, true}, {"65535", 65535, true},
+		{"", 0, false}, {"0", 0, false}, {"65536", 0, false}, {"00443", 0, false},
+		{"-1", 0, false}, {"+1", 0, false}, {" 1", 0, false}, {"1e3", 0, false}, {"١٢٣", 0, false},
+	} {
+		got, err := ParsePort(tt.in)
+		ok := err == nil
+		if got != tt.want || ok != tt.ok {
+			t.Errorf("ParsePort(%q) = %d, %v; want %d, %v", tt.in, got, ok, tt.want, tt.ok)
+		}
+	}
+}

@@ -12,7 +12,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
@@ -130,13 +129,6 @@ func (h *handler) policy() *policy.Policy {
 	return h.o.Policy()
 }
 
-// explainResult is what `scpgate policy explain -json` prints; keep the two in step.
-type explainResult struct {
-	Target string `json:"target"`
-	Policy string `json:"policy"`
-	policy.Decision
-}
-
 // serveExplain answers /v1/explain?host=&port=&user=&method= with the verbose decision the policy
 // in force would take for that request.
 func (h *handler) serveExplain(w http.ResponseWriter, r *http.Request) {
@@ -178,8 +170,8 @@ func (h *handler) serveExplain(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "missing port")
 		return
 	}
-	port, ok := parsePort(rawPort)
-	if !ok {
+	port, err := policy.ParsePort(rawPort)
+	if err != nil {
 		writeError(w, http.StatusBadRequest, "port must be a decimal number from 1 to 65535")
 		return
 	}
@@ -208,7 +200,7 @@ func (h *handler) serveExplain(w http.ResponseWriter, r *http.Request) {
 		// use this?" on a gateway without auth would ignore the users lists.
 		AuthEnabled: authOn || user != "",
 	})
-	h.writeJSON(w, http.StatusOK, explainResult{
+	h.writeJSON(w, http.StatusOK, policy.Explanation{
 		Target:   net.JoinHostPort(hostPart, rawPort),
 		Policy:   p.File,
 		Decision: d,
@@ -253,24 +245,6 @@ func (h *handler) servePolicy(w http.ResponseWriter, _ *http.Request) {
 		v.Groups = append(v.Groups, groupView{Name: g.Name, Enabled: g.Enabled, Mode: g.Mode, Ports: ports, Hosts: len(g.Hosts)})
 	}
 	h.writeJSON(w, http.StatusOK, v)
-}
-
-// parsePort accepts exactly the canonical decimal spelling of 1..65535: no sign, no leading
-// zeros, no spaces, so that the "target" echoed back is the port that was explained.
-func parsePort(s string) (uint16, bool) {
-	if len(s) == 0 || len(s) > 5 || s[0] == '0' {
-		return 0, false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return 0, false
-		}
-	}
-	n, err := strconv.Atoi(s)
-	if err != nil || n < 1 || n > 65535 {
-		return 0, false
-	}
-	return uint16(n), true
 }
 
 // isToken reports whether s is an RFC 9110 token, the syntax of a method name.

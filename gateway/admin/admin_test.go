@@ -473,20 +473,3 @@ func TestPolicyView(t *testing.T) {
 		t.Errorf("no policy: status %d, want 503", resp.StatusCode)
 	}
 }
-
-func TestParsePort(t *testing.T) {
-	for _, tt := range []struct {
-		in   string
-		want uint16
-		ok   bool
-	}{
-		{"1", 1, true}, {"443", 443, true}, {"65535", 65535, true},
-		{"", 0, false}, {"0", 0, false}, {"65536", 0, false}, {"00443", 0, false},
-		{"-1", 0, false}, {"+1", 0, false}, {" 1", 0, false}, {"1e3", 0, false}, {"١٢٣", 0, false},
-	} {
-		got, ok := parsePort(tt.in)
-		if got != tt.want || ok != tt.ok {
-			t.Errorf("parsePort(%q) = %d, %v; want %d, %v", tt.in, got, ok, tt.want, tt.ok)
-		}
-	}
-}
