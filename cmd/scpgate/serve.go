@@ -1,0 +1,89 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/scpgate/scpgate/gateway"
+)
+
+func cmdServe(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", "", "gateway configuration file (see examples/gateway.yaml)")
+	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	readyJSON := fs.Bool("ready-json", false, "print the bound addresses as one JSON line on standard output once listening")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	if *configPath == "" || fs.NArg() != 0 {
+		fmt.Fprint(stderr, "Usage: scpgate serve -config FILE\n")
+		return exitUsage
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(*level)); err != nil {
+		fmt.Fprintf(stderr, "scpgate serve: -log-level: %v\n", err)
+		return exitUsage
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
+
+	cfg, err := gateway.LoadConfig(*configPath)
+	if err != nil {
+		fmt.Fprintf(stderr, "scpgate serve: %v\n", err)
+		return exitFail
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	srv, err := gateway.NewServer(ctx, cfg, logger)
+	if err != nil {
+		fmt.Fprintf(stderr, "scpgate serve: %v\n", err)
+		return exitFail
+	}
+	if *readyJSON {
+		// One line a supervisor (or `scpgate demo`) reads as the ready event, with the bound
+		// addresses: the listeners accept from now on.
+		_ = json.NewEncoder(stdout).Encode(srv.Addrs())
+	}
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2)
+	defer signal.Stop(sigs)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case sig := <-sigs:
+				switch sig {
+				case syscall.SIGHUP:
+					if err := srv.Reload(); err != nil {
+						logger.Error("reload failed; the previous files stay in force", "err", err)
+					}
+					if err := srv.ReloadTLS(); err != nil {
+						logger.Error("TLS certificate reload failed; the previous certificate is still served", "err", err)
+					}
+				case syscall.SIGUSR1:
+					if err := srv.RotateAudit(); err != nil {
+						logger.Error("audit rotation failed", "err", err)
+					}
+				case syscall.SIGUSR2:
+					if err := srv.ReopenAudit(); err != nil {
+						logger.Error("audit reopen failed", "err", err)
+					}
+				}
+			}
+		}
+	}()
+	if err := srv.Run(ctx); err != nil {
+		logger.Error("gateway stopped with an error", "err", err)
+		return exitFail
+	}
+	logger.Info("gateway stopped")
+	return exitOK
+}

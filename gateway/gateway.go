@@ -1,0 +1,423 @@
+// Package gateway is scpgate's forwarding proxy: deny by default, CONNECT tunnels only to the
+// host:port pairs the policy allows, resolved and vetted by the gateway itself.
+//
+// CONNECT is handled here rather than by goproxy, because goproxy's hijack discards bytes the
+// client sent right behind its CONNECT head and its tunnels have no idle timeout. Plain HTTP
+// forwarding (only for groups that allow it, e.g. certificate revocation on port 80) goes
+// through goproxy with a transport that dials only vetted addresses.
+package gateway
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/elazarl/goproxy"
+
+	"github.com/scpgate/scpgate/gateway/audit"
+	"github.com/scpgate/scpgate/gateway/limits"
+	"github.com/scpgate/scpgate/gateway/netguard"
+	"github.com/scpgate/scpgate/gateway/proxyauth"
+	"github.com/scpgate/scpgate/policy"
+)
+
+// Resolver is the gateway's only source of addresses for names.
+type Resolver interface {
+	LookupNetIP(ctx context.Context, host string) ([]netip.Addr, error)
+}
+
+// AuditSink receives one record per decision and per finished connection.
+type AuditSink interface {
+	Write(audit.Record)
+}
+
+// Observer is told about tunnels and authentication (the metrics package implements it).
+type Observer interface {
+	TunnelOpened()
+	TunnelClosed()
+	AuthResult(result string) // "ok", "failed", "required", "locked_out"
+}
+
+type noopObserver struct{}
+
+func (noopObserver) TunnelOpened()     {}
+func (noopObserver) TunnelClosed()     {}
+func (noopObserver) AuthResult(string) {}
+
+// DialFunc dials a vetted address. Tests replace it to prove a dial never happens.
+type DialFunc func(ctx context.Context, network, address string) (net.Conn, error)
+
+// Options are everything a Gateway needs; New fills in defaults for zero fields.
+type Options struct {
+	Policy   *policy.Policy
+	Resolver Resolver
+	Guard    *netguard.Guard
+	Audit    AuditSink
+	Logger   *slog.Logger
+	Timeouts Timeouts
+	Limits   Limits
+	// Dial replaces the default dialer (which re-checks every address with Guard).
+	Dial DialFunc
+	// Auth, if set, turns on proxy authentication.
+	Auth *proxyauth.Authenticator
+	// RateLimit, if set, bounds requests per client address.
+	RateLimit *limits.RateLimiter
+	// Observer is told about tunnels and authentication results.
+	Observer Observer
+}
+
+// Gateway is a forwarding proxy. It is an http.Handler; Serve runs it on a listener.
+type Gateway struct {
+	opts    Options
+	log     *slog.Logger
+	policy  atomic.Pointer[policy.Policy]
+	forward *goproxy.ProxyHttpServer
+	tr      *http.Transport
+	dial    DialFunc
+
+	idPrefix string
+	connSeq  atomic.Uint64
+
+	mu       sync.Mutex
+	tunnels  map[*tunnel]struct{}
+	tunnelWG sync.WaitGroup
+	draining atomic.Bool
+}
+
+// New builds a Gateway. It does not listen; call Serve.
+func New(opts Options) (*Gateway, error) {
+	if opts.Policy == nil {
+		return nil, errors.New("gateway: a policy is required")
+	}
+	if opts.Resolver == nil {
+		return nil, errors.New("gateway: a resolver is required")
+	}
+	if opts.Guard == nil {
+		opts.Guard = netguard.New(nil)
+	}
+	if opts.Audit == nil {
+		opts.Audit = discardAudit{}
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Observer == nil {
+		opts.Observer = noopObserver{}
+	}
+	def := Defaults()
+	if opts.Timeouts == (Timeouts{}) {
+		opts.Timeouts = def.Timeouts
+	}
+	if opts.Limits == (Limits{}) {
+		opts.Limits = def.Limits
+	}
+	var prefix [4]byte
+	_, _ = rand.Read(prefix[:])
+	g := &Gateway{
+		opts:     opts,
+		log:      opts.Logger,
+		idPrefix: hex.EncodeToString(prefix[:]),
+		tunnels:  make(map[*tunnel]struct{}),
+	}
+	g.policy.Store(opts.Policy)
+	g.dial = opts.Dial
+	if g.dial == nil {
+		d := &net.Dialer{
+			Timeout: opts.Timeouts.Dial,
+			// Defence in depth: whatever address the socket is about to connect to is vetted
+			// again, so no code path can reach an address the guard refuses.
+			ControlContext: func(_ context.Context, _, address string, _ syscall.RawConn) error {
+				ap, err := netip.ParseAddrPort(address)
+				if err != nil {
+					return fmt.Errorf("refusing to dial %q: %w", address, err)
+				}
+				return opts.Guard.Check(ap)
+			},
+		}
+		g.dial = d.DialContext
+	}
+	g.tr = g.newTransport()
+	g.forward = g.newForwarder()
+	return g, nil
+}
+
+// Policy returns the policy in force.
+func (g *Gateway) Policy() *policy.Policy { return g.policy.Load() }
+
+// SetPolicy swaps the policy atomically: new requests see it, open tunnels are not touched,
+// and pooled upstream HTTP connections are dropped so no request rides on a connection that the
+// old policy opened.
+func (g *Gateway) SetPolicy(p *policy.Policy) {
+	g.policy.Store(p)
+	g.tr.CloseIdleConnections()
+}
+
+// Serve accepts proxy connections on ln until ctx is cancelled, then stops accepting and
+// returns; use Shutdown to drain open tunnels.
+func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           g,
+		ReadHeaderTimeout: g.opts.Timeouts.ReadHeader,
+		MaxHeaderBytes:    g.opts.Limits.MaxHeaderBytes,
+		// Keep-alive connections between requests are closed after this; tunnels are hijacked
+		// and governed by the tunnel idle timeout instead.
+		IdleTimeout: 2 * time.Minute,
+		ErrorLog:    slog.NewLogLogger(g.log.Handler(), slog.LevelDebug),
+		BaseContext: func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	// Stop accepting at once; requests mid-flight get a short grace, tunnels are Shutdown's job.
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		_ = srv.Close()
+	}
+	<-errc
+	return nil
+}
+
+// Shutdown waits for open tunnels to finish until ctx is done, then closes the rest. New
+// requests that still arrive get 503.
+func (g *Gateway) Shutdown(ctx context.Context) error {
+	g.draining.Store(true)
+	done := make(chan struct{})
+	go func() { g.tunnelWG.Wait(); close(done) }()
+	select {
+	case <-done:
+		g.tr.CloseIdleConnections()
+		return nil
+	case <-ctx.Done():
+	}
+	g.closeTunnels()
+	<-done
+	g.tr.CloseIdleConnections()
+	return ctx.Err()
+}
+
+// StartDraining makes new requests get 503 while open tunnels go on (SIGTERM, before the
+// listeners close, so load balancers see /readyz fail first).
+func (g *Gateway) StartDraining() { g.draining.Store(true) }
+
+// Draining reports whether the gateway has started shutting down.
+func (g *Gateway) Draining() bool { return g.draining.Load() }
+
+// Close closes every open tunnel and pooled upstream connection at once.
+func (g *Gateway) Close() error {
+	g.draining.Store(true)
+	g.closeTunnels()
+	g.tunnelWG.Wait()
+	g.tr.CloseIdleConnections()
+	return nil
+}
+
+// OpenTunnels reports how many tunnels are open now.
+func (g *Gateway) OpenTunnels() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.tunnels)
+}
+
+func (g *Gateway) closeTunnels() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for t := range g.tunnels {
+		t.close()
+	}
+}
+
+func (g *Gateway) track(t *tunnel) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.draining.Load() {
+		return false
+	}
+	g.tunnels[t] = struct{}{}
+	g.tunnelWG.Add(1)
+	return true
+}
+
+func (g *Gateway) untrack(t *tunnel) {
+	g.mu.Lock()
+	delete(g.tunnels, t)
+	g.mu.Unlock()
+	g.tunnelWG.Done()
+}
+
+// ServeHTTP routes CONNECT to the tunnel path and everything else to plain forwarding.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	ex := g.newExchange(r)
+	if g.draining.Load() {
+		g.refuse(w, ex, http.StatusServiceUnavailable, policy.ReasonDraining, "the gateway is shutting down; retry on another instance")
+		return
+	}
+	client := remoteAddr(r)
+	if rl := g.opts.RateLimit; rl != nil {
+		if ok, retry := rl.Allow(client); !ok {
+			w.Header().Set("Retry-After", retryAfterSeconds(retry))
+			g.refuse(w, ex, http.StatusTooManyRequests, policy.ReasonRateLimited, "too many requests from this address; retry later")
+			return
+		}
+	}
+	if !g.authenticate(w, r, ex, client) {
+		return
+	}
+	if r.Method == http.MethodConnect {
+		g.handleConnect(w, r, ex)
+		return
+	}
+	g.handleForward(w, r, ex)
+}
+
+// authenticate checks Proxy-Authorization when authentication is on. A request without
+// credentials goes on as anonymous: the policy answers auth_required (407) unless the group is
+// anonymous. Wrong credentials are 407 at once; a locked-out address is 429 with Retry-After.
+// It returns false when it has answered the request.
+func (g *Gateway) authenticate(w http.ResponseWriter, r *http.Request, ex *exchange, client netip.Addr) bool {
+	a := g.opts.Auth
+	if a == nil {
+		return true
+	}
+	header := r.Header.Get("Proxy-Authorization")
+	if header == "" {
+		return true
+	}
+	res := a.Check(client, header)
+	switch {
+	case res.OK:
+		g.opts.Observer.AuthResult("ok")
+		ex.rec.User = res.User
+		return true
+	case res.Reason == string(policy.ReasonRateLimited):
+		g.opts.Observer.AuthResult("locked_out")
+		w.Header().Set("Retry-After", retryAfterSeconds(res.RetryAfter))
+		g.refuse(w, ex, http.StatusTooManyRequests, policy.ReasonRateLimited, "too many failed logins from this address; retry later")
+	default:
+		g.opts.Observer.AuthResult("failed")
+		g.refuse(w, ex, http.StatusProxyAuthRequired, policy.ReasonAuthFailed, "proxy credentials were not accepted")
+	}
+	return false
+}
+
+// request is the policy question for this exchange.
+func (g *Gateway) request(ex *exchange, host policy.Host, port uint16, method string) policy.Request {
+	return policy.Request{Host: host, Port: port, Method: method, User: ex.rec.User, AuthEnabled: g.opts.Auth != nil}
+}
+
+func remoteAddr(r *http.Request) netip.Addr {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
+}
+
+func retryAfterSeconds(d time.Duration) string {
+	secs := int64((d + time.Second - 1) / time.Second)
+	return strconv.FormatInt(max(secs, 1), 10)
+}
+
+// exchange is one proxied request: what the audit line will say about it.
+type exchange struct {
+	start time.Time
+	rec   audit.Record
+}
+
+func (g *Gateway) newExchange(r *http.Request) *exchange {
+	now := time.Now()
+	return &exchange{start: now, rec: audit.Record{
+		Time:   now.UTC(),
+		ConnID: g.idPrefix + "-" + strconv.FormatUint(g.connSeq.Add(1), 10),
+		Client: r.RemoteAddr,
+		Method: r.Method,
+	}}
+}
+
+func (ex *exchange) applyDecision(d policy.Decision) {
+	ex.rec.Group = d.Group
+	ex.rec.Pattern = d.Pattern
+	ex.rec.Mode = string(d.Mode)
+	ex.rec.Reason = string(d.Reason)
+	switch {
+	case d.Allow && d.WouldDeny:
+		ex.rec.Decision = "would_deny"
+	case d.Allow:
+		ex.rec.Decision = "allow"
+	default:
+		ex.rec.Decision = "deny"
+	}
+}
+
+func (g *Gateway) finish(ex *exchange, status int) {
+	ex.rec.Status = status
+	ex.rec.DurationMS = float64(time.Since(ex.start).Microseconds()) / 1000
+	g.opts.Audit.Write(ex.rec)
+}
+
+// refuse answers with an error status before any upstream byte moved, and audits the decision.
+// The body is short and fixed: internal error text never reaches the client.
+func (g *Gateway) refuse(w http.ResponseWriter, ex *exchange, status int, reason policy.Reason, msg string) {
+	h := w.Header()
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("X-Scpgate-Reason", string(reason))
+	h.Set("Cache-Control", "no-store")
+	h.Set("Connection", "close")
+	if status == http.StatusProxyAuthRequired {
+		challenge := `Basic realm="scpgate"`
+		if g.opts.Auth != nil {
+			challenge = g.opts.Auth.Challenge()
+		}
+		h.Set("Proxy-Authenticate", challenge)
+		if reason == policy.ReasonAuthRequired {
+			g.opts.Observer.AuthResult("required")
+		}
+	}
+	w.WriteHeader(status)
+	_, _ = fmt.Fprintf(w, "scpgate: %s (%s)\n", msg, reason)
+	ex.rec.Decision = "deny"
+	ex.rec.Reason = string(reason)
+	ex.rec.Event = "decision"
+	g.finish(ex, status)
+}
+
+// statusFor maps a denial reason to the HTTP status the client gets.
+func statusFor(r policy.Reason) int {
+	switch r {
+	case policy.ReasonAuthRequired, policy.ReasonAuthFailed:
+		return http.StatusProxyAuthRequired
+	case policy.ReasonMethodNotAllowed:
+		return http.StatusMethodNotAllowed
+	case policy.ReasonBadRequest, policy.ReasonInvalidHost:
+		return http.StatusBadRequest
+	case policy.ReasonRateLimited, policy.ReasonTooManyConnections:
+		return http.StatusTooManyRequests
+	case policy.ReasonDNSFailure, policy.ReasonUpstreamRefused:
+		return http.StatusBadGateway
+	case policy.ReasonUpstreamTimeout:
+		return http.StatusGatewayTimeout
+	case policy.ReasonDraining:
+		return http.StatusServiceUnavailable
+	default:
+		return http.StatusForbidden
+	}
+}
+
+type discardAudit struct{}
+
+func (discardAudit) Write(audit.Record) {}
