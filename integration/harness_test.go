@@ -173,6 +173,7 @@ func (w *world) writePolicy(text string) string {
 type proc struct {
 	srv       *gateway.Server
 	addr      string
+	addrs     gateway.Addresses // every bound listener: Proxy, TLS, Admin
 	auditPath string
 	trail     *auditTrail
 	done      chan error
@@ -181,6 +182,13 @@ type proc struct {
 // gateway starts a full gateway.Server (real dialer, real resolver, audit file) on 127.0.0.1:0.
 func (w *world) gateway(policyText string, allowRanges ...string) *proc {
 	w.t.Helper()
+	return w.gatewayWith(policyText, nil, allowRanges...)
+}
+
+// gatewayWith is gateway with a hook to adjust the configuration (auth, TLS, limits, admin...)
+// before the server starts. The policy file is <world dir>/endpoints.yaml.
+func (w *world) gatewayWith(policyText string, adjust func(*gateway.Config), allowRanges ...string) *proc {
+	w.t.Helper()
 	cfg := gateway.Defaults()
 	cfg.Listen = []string{"127.0.0.1:0"}
 	cfg.Policy = w.writePolicy(policyText)
@@ -188,6 +196,10 @@ func (w *world) gateway(policyText string, allowRanges ...string) *proc {
 	cfg.AllowRanges = allowRanges
 	cfg.Audit.Path = filepath.Join(w.dir, "audit.log")
 	cfg.Timeouts.Drain = 5 * time.Second
+	cfg.Admin = "127.0.0.1:0"
+	if adjust != nil {
+		adjust(&cfg)
+	}
 	trail := newAuditTrail()
 	ctx, cancel := context.WithCancel(context.Background())
 	srv, err := gateway.NewServer(ctx, cfg, w.log, gateway.WithAuditObserver(trail.observe))
@@ -195,7 +207,10 @@ func (w *world) gateway(policyText string, allowRanges ...string) *proc {
 		cancel()
 		w.t.Fatal(err)
 	}
-	p := &proc{srv: srv, addr: srv.Addrs().Proxy[0], auditPath: cfg.Audit.Path, trail: trail, done: make(chan error, 1)}
+	p := &proc{srv: srv, auditPath: cfg.Audit.Path, trail: trail, done: make(chan error, 1), addrs: srv.Addrs()}
+	if len(p.addrs.Proxy) > 0 {
+		p.addr = p.addrs.Proxy[0]
+	}
 	go func() { p.done <- srv.Run(ctx) }()
 	w.t.Cleanup(func() {
 		cancel()
