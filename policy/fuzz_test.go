@@ -1,6 +1,8 @@
 package policy
 
 import (
+	"net"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -73,6 +75,27 @@ func FuzzParse(f *testing.F) {
 		for _, h := range []string{"go.microsoft.com", "a.b.example.com", "127.0.0.1", "::1"} {
 			hh, _ := ParseHost(h)
 			p.DecideVerbose(Request{Host: hh, Port: 443, Method: "CONNECT", AuthEnabled: true}).Explain()
+		}
+	})
+}
+
+func FuzzParseHostPort(f *testing.F) {
+	for _, s := range []string{"go.microsoft.com:443", "[::1]:443", "[::ffff:127.0.0.1]:80", "2130706433:443", "a:0443", "[a]:1", ":1", "x:65535"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		h, p, err := ParseHostPort(s)
+		if err != nil {
+			return
+		}
+		if p == 0 {
+			t.Fatalf("%q: port 0 accepted", s)
+		}
+		// What was accepted round-trips through its canonical spelling.
+		canon := net.JoinHostPort(h.String(), strconv.Itoa(int(p)))
+		h2, p2, err := ParseHostPort(canon)
+		if err != nil || h2 != h || p2 != p {
+			t.Fatalf("%q -> %q does not round-trip: %v %v %d", s, canon, err, h2, p2)
 		}
 	})
 }
