@@ -47,5 +47,12 @@ fuzz:
 	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
 	  done; done
 
+# The whole story on one machine: simulated cloud + DNS, the gateway, real traffic, a summary.
+# The simulated endpoints listen on port 443 of loopback addresses, as the real ones do: as root
+# it runs directly, otherwise inside an unprivileged user+network namespace (unshare -rn).
+demo: deps build
+	@if [ "$$(id -u)" -eq 0 ]; then ./$(BIN) demo; \
+	else unshare -rn sh -c 'ip link set lo up && exec ./$(BIN) demo'; fi
+
 clean:
 	rm -rf bin

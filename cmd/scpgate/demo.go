@@ -1,0 +1,432 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/scpgate/scpgate"
+	"github.com/scpgate/scpgate/gateway"
+	"github.com/scpgate/scpgate/gateway/audit"
+	"github.com/scpgate/scpgate/gateway/proxyauth"
+	"github.com/scpgate/scpgate/integration/simworld"
+	"github.com/scpgate/scpgate/integration/testca"
+	"github.com/scpgate/scpgate/manifest"
+)
+
+// cmdDemo runs the whole story on one machine: the simulated Microsoft cloud and its DNS, the
+// gateway in front of it (authentication on, TLS proxy listener), real traffic with curl, and a
+// summary of what passed and what was denied and why. It starts real processes (this binary's
+// `cloudsim` and `serve`), stops them, and exits 0 only if every expectation held.
+func cmdDemo(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	keep := fs.Bool("keep", false, "keep the working directory (config, audit log, logs) for inspection")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	if _, err := exec.LookPath("curl"); err != nil {
+		fmt.Fprintln(stderr, "scpgate demo: curl is required (apt-get install curl)")
+		return exitFail
+	}
+	dir, err := os.MkdirTemp("", "scpgate-demo-")
+	if err != nil {
+		fmt.Fprintf(stderr, "scpgate demo: %v\n", err)
+		return exitFail
+	}
+	if *keep {
+		fmt.Fprintf(stdout, "working directory: %s (kept)\n", dir)
+	} else {
+		defer os.RemoveAll(dir)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	d := &demo{dir: dir, out: stdout, errOut: stderr}
+	err = d.run(ctx)
+	if stopErr := d.stop(); err == nil {
+		err = stopErr
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "scpgate demo: %v\n", err)
+		if !*keep {
+			fmt.Fprintln(stderr, "(run `scpgate demo -keep` to keep the logs and the audit file)")
+		}
+		return exitFail
+	}
+	fmt.Fprintln(stdout, "\ndemo passed: every allowed request passed, every other one was refused for the expected reason")
+	return exitOK
+}
+
+type demo struct {
+	dir         string
+	out, errOut io.Writer
+	procs       []*child
+	world       simworld.Info
+	gw          gateway.Addresses
+	gwCAFile    string
+	password    string
+	auditFile   string
+}
+
+// child is a process the demo started; it is stopped with SIGTERM and must exit 0.
+type child struct {
+	name string
+	cmd  *exec.Cmd
+	done chan error
+}
+
+func (d *demo) start(ctx context.Context, name string, args ...string) (*child, *bufio.Reader, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, nil, err
+	}
+	cmd := exec.CommandContext(ctx, self, args...)
+	logFile, err := os.Create(filepath.Join(d.dir, name+".log"))
+	if err != nil {
+		return nil, nil, err
+	}
+	cmd.Stderr = logFile
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, nil, err
+	}
+	// Its own process group, so a Ctrl-C on the demo does not reach it before the demo stops it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return nil, nil, err
+	}
+	c := &child{name: name, cmd: cmd, done: make(chan error, 1)}
+	go func() { c.done <- cmd.Wait(); logFile.Close() }()
+	d.procs = append(d.procs, c)
+	return c, bufio.NewReader(stdout), nil
+}
+
+// readReady reads the one JSON line a child prints when it is ready.
+func (d *demo) readReady(c *child, r *bufio.Reader, v any) error {
+	line, err := r.ReadBytes('\n')
+	if err != nil {
+		log, _ := os.ReadFile(filepath.Join(d.dir, c.name+".log"))
+		return fmt.Errorf("%s did not start: %v\n%s", c.name, err, log)
+	}
+	go func() { _, _ = io.Copy(io.Discard, r) }()
+	return json.Unmarshal(line, v)
+}
+
+// stop sends SIGTERM to every child, newest first, and checks each exits 0 within 15 seconds.
+func (d *demo) stop() error {
+	var errs []error
+	for i := len(d.procs) - 1; i >= 0; i-- {
+		c := d.procs[i]
+		_ = c.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case err := <-c.done:
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s exited with %v", c.name, err))
+			}
+		case <-time.After(15 * time.Second):
+			_ = c.cmd.Process.Kill()
+			<-c.done
+			errs = append(errs, fmt.Errorf("%s did not stop within 15s after SIGTERM", c.name))
+		}
+	}
+	d.procs = nil
+	return errors.Join(errs...)
+}
+
+func (d *demo) step(format string, args ...any) {
+	fmt.Fprintf(d.out, "\n== "+format+"\n", args...)
+}
+
+func (d *demo) run(ctx context.Context) error {
+	d.step("starting the simulated Microsoft cloud and its DNS (scpgate cloudsim)")
+	c, r, err := d.start(ctx, "cloudsim", "cloudsim", "-dir", filepath.Join(d.dir, "cloud"))
+	if err != nil {
+		return err
+	}
+	if err := d.readReady(c, r, &d.world); err != nil {
+		return err
+	}
+	fmt.Fprintf(d.out, "DNS %s, cloud %s (%d host names, CA %s)\n", d.world.DNS, d.world.Cloud, len(d.world.Hosts), d.world.CAFile)
+
+	d.step("starting the gateway (scpgate serve): authentication on, TLS proxy listener, shipped endpoints.yaml")
+	cfgFile, err := d.writeGatewayFiles()
+	if err != nil {
+		return err
+	}
+	c, r, err = d.start(ctx, "gateway", "serve", "-config", cfgFile, "-ready-json")
+	if err != nil {
+		return err
+	}
+	if err := d.readReady(c, r, &d.gw); err != nil {
+		return err
+	}
+	fmt.Fprintf(d.out, "proxy http://%s, TLS proxy https://%s, admin http://%s\n", d.gw.Proxy[0], d.gw.TLS[0], d.gw.Admin)
+
+	d.step("the service connection point's traffic, through https://%s with proxy credentials", d.gw.TLS[0])
+	results, err := d.scenarios(ctx)
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(d.out, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "\tREQUEST\tGATEWAY ANSWER\tREASON\tRESULT")
+	failed := 0
+	for _, res := range results {
+		mark := "ok"
+		if !res.ok {
+			mark, failed = "UNEXPECTED", failed+1
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", mark, res.name, res.answer, orDash(res.reason), res.detail)
+	}
+	tw.Flush()
+
+	d.step("why was manage.microsoft.com refused? (scpgate policy explain)")
+	var explain strings.Builder
+	run([]string{"policy", "explain", "-policy", filepath.Join(d.dir, "endpoints.yaml"), "manage.microsoft.com:443"}, strings.NewReader(""), &explain, &explain)
+	fmt.Fprint(d.out, explain.String())
+
+	// Stop the gateway first: the audit log is complete (flushed and fsynced) once it exited.
+	if err := d.stop(); err != nil {
+		return err
+	}
+	d.step("what the gateway audited (%s)", d.auditFile)
+	if err := d.auditSummary(); err != nil {
+		return err
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d of %d requests did not behave as expected", failed, len(results))
+	}
+	return nil
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// writeGatewayFiles writes the policy, users, the TLS listener's certificate (from a "corporate"
+// CA of its own) and the gateway configuration.
+func (d *demo) writeGatewayFiles() (string, error) {
+	if err := os.WriteFile(filepath.Join(d.dir, "endpoints.yaml"), scpgate.DefaultPolicy, 0o644); err != nil {
+		return "", err
+	}
+	var pw [9]byte
+	_, _ = rand.Read(pw[:])
+	d.password = hex.EncodeToString(pw[:])
+	hash, err := proxyauth.HashPassword(d.password, bcrypt.DefaultCost)
+	if err != nil {
+		return "", err
+	}
+	if err := proxyauth.AppendOrReplaceUser(filepath.Join(d.dir, "users.htpasswd"), "scp", hash); err != nil {
+		return "", err
+	}
+	corp, err := testca.New("scpgate demo corporate CA")
+	if err != nil {
+		return "", err
+	}
+	tlsDir := filepath.Join(d.dir, "tls")
+	if err := os.MkdirAll(tlsDir, 0o700); err != nil {
+		return "", err
+	}
+	if d.gwCAFile, err = corp.WriteFiles(tlsDir); err != nil {
+		return "", err
+	}
+	cert, err := corp.Issue("127.0.0.1", "scpgate.demo.internal")
+	if err != nil {
+		return "", err
+	}
+	certFile, keyFile, err := testca.WriteCertFiles(tlsDir, "gateway", cert)
+	if err != nil {
+		return "", err
+	}
+	cloud, err := netip.ParseAddrPort(d.world.Cloud)
+	if err != nil {
+		return "", fmt.Errorf("cloudsim address %q: %w", d.world.Cloud, err)
+	}
+	d.auditFile = filepath.Join(d.dir, "audit.log")
+	cfg := fmt.Sprintf(`# written by scpgate demo
+listen: [127.0.0.1:0]
+tls_listen: [127.0.0.1:0]
+tls: {cert_file: %q, key_file: %q}
+admin: 127.0.0.1:0
+policy: endpoints.yaml
+dns: {servers: [%q]}
+# The simulated cloud lives on loopback; a real deployment leaves allow_ranges empty.
+allow_ranges: [%q]
+auth: {htpasswd: users.htpasswd}
+audit: {path: audit.log}
+timeouts: {drain: 5s}
+`, certFile, keyFile, d.world.DNS, netip.PrefixFrom(cloud.Addr(), 32).String())
+	path := filepath.Join(d.dir, "gateway.yaml")
+	return path, os.WriteFile(path, []byte(cfg), 0o644)
+}
+
+type result struct {
+	name, answer, reason, detail string
+	ok                           bool
+}
+
+// curlThrough runs curl through the gateway's TLS listener and returns the proxy's CONNECT
+// status, the X-Scpgate-Reason it gave, and the origin's final status.
+func (d *demo) curlThrough(ctx context.Context, user string, extra ...string) (connect, reason, final string, err error) {
+	hdr := filepath.Join(d.dir, "curl-headers")
+	args := []string{"-sS", "--max-time", "20", "--noproxy", "",
+		"--proxy", "https://" + d.gw.TLS[0], "--proxy-cacert", d.gwCAFile,
+		"--cacert", d.world.CAFile, "-D", hdr, "-w", "%{http_connect} %{http_code}"}
+	if user != "" {
+		args = append(args, "--proxy-user", user)
+	}
+	cmd := exec.CommandContext(ctx, "curl", append(args, extra...)...)
+	cmd.Env = append(os.Environ(), "http_proxy=", "https_proxy=", "HTTPS_PROXY=", "ALL_PROXY=", "all_proxy=")
+	out, _ := cmd.Output() // curl fails (exit 56) for every refused CONNECT: the codes say why
+	f := strings.Fields(string(out))
+	if len(f) < 2 {
+		return "", "", "", fmt.Errorf("curl printed %q", out)
+	}
+	h, _ := os.ReadFile(hdr)
+	for _, line := range strings.Split(string(h), "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.EqualFold(strings.TrimSpace(k), "X-Scpgate-Reason") {
+			reason = strings.TrimSpace(v)
+		}
+	}
+	return f[0], reason, f[1], nil
+}
+
+func (d *demo) scenarios(ctx context.Context) ([]result, error) {
+	user := "scp:" + d.password
+	var results []result
+
+	// The update check as the SCP does it: fwlink -> connected service -> signed manifest.
+	manifestFile := filepath.Join(d.dir, "ConfigMgr.Update.Manifest.json")
+	connect, reason, final, err := d.curlThrough(ctx, user, "-L", "-o", manifestFile, d.world.FwlinkURL)
+	if err != nil {
+		return nil, err
+	}
+	res := result{name: "update check: go.microsoft.com fwlink -> sccm.manage -> download.microsoft.com", answer: connect + " / origin " + final, reason: reason}
+	var payloadURL, payloadSHA string
+	if data, rerr := os.ReadFile(manifestFile); rerr == nil && final == "200" {
+		pubPEM, _ := os.ReadFile(d.world.PublicKeyFile)
+		pub, kerr := manifest.LoadPublicKey(pubPEM)
+		if kerr == nil {
+			if m, verr := manifest.Verify(data, pub); verr == nil {
+				installed, _ := manifest.ParseVersion(d.world.InstalledVersion)
+				applicable := m.Applicable(installed, true)
+				res.ok = len(applicable) > 0
+				res.detail = fmt.Sprintf("signature ok, %d updates, %d apply to %s", len(m.Updates), len(applicable), d.world.InstalledVersion)
+				if len(applicable) > 0 {
+					payloadURL, payloadSHA = applicable[0].PayloadURL, applicable[0].SHA256
+				}
+			} else {
+				res.detail = "manifest: " + verr.Error()
+			}
+		}
+	}
+	results = append(results, res)
+
+	if payloadURL != "" {
+		payload := filepath.Join(d.dir, "payload.cab")
+		connect, reason, final, err = d.curlThrough(ctx, user, "-o", payload, payloadURL)
+		if err != nil {
+			return nil, err
+		}
+		res = result{name: "payload download from configmgrbits.cdn.manage.microsoft.com", answer: connect + " / origin " + final, reason: reason}
+		if sum, serr := fileSHA256(payload); serr == nil {
+			res.ok = final == "200" && sum == payloadSHA
+			res.detail = "SHA-256 " + map[bool]string{true: "matches the manifest", false: "DOES NOT match"}[sum == payloadSHA]
+		}
+		results = append(results, res)
+	}
+
+	// What must be refused, and why.
+	denials := []struct {
+		name, user, url, connect, reason string
+	}{
+		{"no proxy credentials", "", "https://go.microsoft.com/", "407", "auth_required"},
+		{"wrong password", "scp:wrong", "https://go.microsoft.com/", "407", "auth_failed"},
+		{"unlisted name www.example.com", user, "https://www.example.com/", "403", "no_rule"},
+		{"apex manage.microsoft.com (only *.manage is listed)", user, "https://manage.microsoft.com/", "403", "no_rule"},
+		{"listed name on port 22", user, "https://go.microsoft.com:22/", "403", "port_not_allowed"},
+		{"IP literal 2130706433 (127.0.0.1)", user, "https://2130706433/", "403", "ip_literal"},
+		{"name resolving to a private address", user, "https://internal.manage.microsoft.com/", "403", "private_address"},
+		{"name resolving to cloud metadata 169.254.169.254", user, "https://metadata.manage.microsoft.com/", "403", "private_address"},
+		{"name that does not exist (NXDOMAIN)", user, "https://nxdomain.manage.microsoft.com/", "502", "dns_failure"},
+	}
+	for _, dn := range denials {
+		connect, reason, _, err := d.curlThrough(ctx, dn.user, "-o", os.DevNull, dn.url)
+		if err != nil {
+			return nil, err
+		}
+		results = append(results, result{
+			name: dn.name, answer: connect, reason: reason,
+			ok:     connect == dn.connect && reason == dn.reason,
+			detail: "refused as expected",
+		})
+		if !results[len(results)-1].ok {
+			results[len(results)-1].detail = fmt.Sprintf("expected %s %s", dn.connect, dn.reason)
+		}
+	}
+	return results, nil
+}
+
+func (d *demo) auditSummary() error {
+	recs, err := audit.ReadFile(d.auditFile)
+	if err != nil {
+		return err
+	}
+	type key struct{ decision, reason string }
+	counts := map[key]int{}
+	var bytesDown int64
+	for _, r := range recs {
+		counts[key{r.Decision, r.Reason}]++
+		bytesDown += r.BytesDown
+	}
+	keys := make([]key, 0, len(counts))
+	for k := range counts {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		if keys[i].decision != keys[j].decision {
+			return keys[i].decision < keys[j].decision
+		}
+		return keys[i].reason < keys[j].reason
+	})
+	tw := tabwriter.NewWriter(d.out, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "DECISION\tREASON\tRECORDS")
+	for _, k := range keys {
+		fmt.Fprintf(tw, "%s\t%s\t%d\n", k.decision, orDash(k.reason), counts[k])
+	}
+	tw.Flush()
+	fmt.Fprintf(d.out, "%d audit records, %d bytes delivered to the SCP through tunnels\n", len(recs), bytesDown)
+	if len(recs) == 0 {
+		return errors.New("the audit log is empty")
+	}
+	return nil
+}
+
+func fileSHA256(path string) (string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:]), nil
+}
