@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/scpgate/scpgate/internal/atomicfile"
 )
 
 // dummyTail is the salt and digest of a bcrypt hash of a random string nobody knows. Prefixed with
@@ -281,44 +283,5 @@ func AppendOrReplaceUser(path, user, hash string) error {
 		}
 		out = append(out, entry+"\n")
 	}
-	return writeAtomic(path, []byte(strings.Join(out, "")), mode)
-}
-
-func writeAtomic(path string, data []byte, mode os.FileMode) (err error) {
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	tmp, err := os.CreateTemp(dir, "."+base+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("proxyauth: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-			err = fmt.Errorf("proxyauth: writing %s: %w", path, err)
-		}
-	}()
-	if err = tmp.Chmod(mode); err != nil {
-		return err
-	}
-	if _, err = tmp.Write(data); err != nil {
-		return err
-	}
-	if err = tmp.Sync(); err != nil {
-		return err
-	}
-	if err = tmp.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	// Make the rename itself durable; best effort, as some file systems refuse fsync on directories.
-	if d, derr := os.Open(dir); derr == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
+	return atomicfile.WriteFile(path, []byte(strings.Join(out, "")), mode)
 }

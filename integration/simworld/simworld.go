@@ -35,6 +35,7 @@ import (
 	"github.com/scpgate/scpgate/integration/cloudsim"
 	"github.com/scpgate/scpgate/integration/dnssim"
 	"github.com/scpgate/scpgate/integration/testca"
+	"github.com/scpgate/scpgate/internal/atomicfile"
 	"github.com/scpgate/scpgate/manifest"
 )
 
@@ -200,7 +201,7 @@ func Start(ctx context.Context, o Options) (w *World, err error) {
 		return nil, err
 	}
 	w.PublicKeyFile = filepath.Join(dir, PublicKeyFileName)
-	if err := writeFileAtomic(w.PublicKeyFile, pub, 0o644); err != nil {
+	if err := atomicfile.WriteFile(w.PublicKeyFile, pub, 0o644); err != nil {
 		return nil, err
 	}
 
@@ -226,7 +227,7 @@ func Start(ctx context.Context, o Options) (w *World, err error) {
 		return nil, fmt.Errorf("simworld: %w", err)
 	}
 	infoFile := filepath.Join(dir, InfoFileName)
-	if err := writeFileAtomic(infoFile, append(data, '\n'), 0o644); err != nil {
+	if err := atomicfile.WriteFile(infoFile, append(data, '\n'), 0o644); err != nil {
 		return nil, err
 	}
 	// Set only once written, so close removes world.json only if this world wrote it.
@@ -333,49 +334,6 @@ func checkCloudAddr(s string) error {
 	}
 	if !a.Unmap().IsLoopback() || a.Zone() != "" {
 		return fmt.Errorf("simworld: cloud address %q: %w", s, ErrNotLoopback)
-	}
-	return nil
-}
-
-// writeFileAtomic writes via a temporary file in the same directory, fsyncs it, renames it into
-// place and fsyncs the directory, so a reader sees either no file or all of it.
-func writeFileAtomic(path string, data []byte, perm os.FileMode) (err error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("simworld: %w", err)
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			_ = os.Remove(tmp)
-		}
-	}()
-	if err = f.Chmod(perm); err != nil {
-		_ = f.Close()
-		return fmt.Errorf("simworld: %w", err)
-	}
-	if _, err = f.Write(data); err != nil {
-		_ = f.Close()
-		return fmt.Errorf("simworld: write %s: %w", path, err)
-	}
-	if err = f.Sync(); err != nil {
-		_ = f.Close()
-		return fmt.Errorf("simworld: sync %s: %w", path, err)
-	}
-	if err = f.Close(); err != nil {
-		return fmt.Errorf("simworld: %w", err)
-	}
-	if err = os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("simworld: %w", err)
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("simworld: %w", err)
-	}
-	defer func() { _ = d.Close() }()
-	if err = d.Sync(); err != nil {
-		return fmt.Errorf("simworld: sync dir %s: %w", dir, err)
 	}
 	return nil
 }

@@ -18,9 +18,10 @@ import (
 	"fmt"
 	"math/big"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/scpgate/scpgate/internal/atomicfile"
 )
 
 const (
@@ -163,7 +164,7 @@ func (c *CA) IssueWithValidity(notBefore, notAfter time.Time, names ...string) (
 // WriteFiles writes the root certificate to dir/ca.pem atomically and returns its path.
 func (c *CA) WriteFiles(dir string) (caFile string, err error) {
 	caFile = filepath.Join(dir, "ca.pem")
-	if err := writeFileAtomic(caFile, c.certPEM, 0o644); err != nil {
+	if err := atomicfile.WriteFile(caFile, c.certPEM, 0o644); err != nil {
 		return "", err
 	}
 	return caFile, nil
@@ -190,10 +191,10 @@ func WriteCertFiles(dir, base string, cert tls.Certificate) (certFile, keyFile s
 	certFile = filepath.Join(dir, base+".crt")
 	keyFile = filepath.Join(dir, base+".key")
 	// Key first: a reader that sees the new certificate must also find its key.
-	if err := writeFileAtomic(keyFile, keyPEM, 0o600); err != nil {
+	if err := atomicfile.WriteFile(keyFile, keyPEM, 0o600); err != nil {
 		return "", "", err
 	}
-	if err := writeFileAtomic(certFile, chain, 0o644); err != nil {
+	if err := atomicfile.WriteFile(certFile, chain, 0o644); err != nil {
 		return "", "", err
 	}
 	return certFile, keyFile, nil
@@ -238,49 +239,6 @@ func checkDNSName(n string) error {
 	}
 	if label == 0 {
 		return fmt.Errorf("testca: bad DNS name %q: empty label", n)
-	}
-	return nil
-}
-
-// writeFileAtomic writes via a temporary file in the same directory, fsyncs it, renames it into
-// place and fsyncs the directory, so readers see either the old file or the whole new one.
-func writeFileAtomic(path string, data []byte, perm os.FileMode) (err error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("testca: %w", err)
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			_ = os.Remove(tmp)
-		}
-	}()
-	if err = f.Chmod(perm); err != nil {
-		_ = f.Close()
-		return fmt.Errorf("testca: %w", err)
-	}
-	if _, err = f.Write(data); err != nil {
-		_ = f.Close()
-		return fmt.Errorf("testca: write %s: %w", path, err)
-	}
-	if err = f.Sync(); err != nil {
-		_ = f.Close()
-		return fmt.Errorf("testca: sync %s: %w", path, err)
-	}
-	if err = f.Close(); err != nil {
-		return fmt.Errorf("testca: %w", err)
-	}
-	if err = os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("testca: %w", err)
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("testca: %w", err)
-	}
-	defer func() { _ = d.Close() }()
-	if err = d.Sync(); err != nil {
-		return fmt.Errorf("testca: sync dir %s: %w", dir, err)
 	}
 	return nil
 }
