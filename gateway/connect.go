@@ -23,19 +23,8 @@ func (g *Gateway) handleConnect(w http.ResponseWriter, r *http.Request, ex *exch
 		g.refuse(w, ex, http.StatusBadRequest, policy.ReasonBadRequest, "CONNECT needs a host:port target")
 		return
 	}
-	host, port, err := splitTarget(r.URL.Host, 0)
-	if err != nil {
-		ex.rec.Host = r.URL.Host
-		g.refuse(w, ex, http.StatusBadRequest, policy.ReasonInvalidHost, "invalid CONNECT target: "+err.Error())
-		return
-	}
-	ex.rec.Host, ex.rec.Port = host.String(), port
-
-	pol := g.policy.Load()
-	d := pol.Decide(g.request(ex, host, port, http.MethodConnect))
-	ex.applyDecision(d)
-	if !d.Allow {
-		g.refuse(w, ex, statusFor(d.Reason), d.Reason, denialMessage(host, port, d))
+	host, port, d, ok := g.decideTarget(w, ex, r.URL.Host, 0, http.MethodConnect)
+	if !ok {
 		return
 	}
 
@@ -117,6 +106,25 @@ func (g *Gateway) readClientHello(client net.Conn, early []byte) ([]byte, string
 	// Early bytes beyond the ClientHello (TLS 1.3 early data) still belong to the tunnel.
 	first := append(raw, early[len(early)-buffered.Len():]...)
 	return first, hello.ServerName, err
+}
+
+// decideTarget parses the request's target and asks the policy; it answers the request itself
+// (400 or the denial's status) and returns false when the request goes no further.
+func (g *Gateway) decideTarget(w http.ResponseWriter, ex *exchange, authority string, defaultPort uint16, method string) (policy.Host, uint16, policy.Decision, bool) {
+	host, port, err := splitTarget(authority, defaultPort)
+	if err != nil {
+		ex.rec.Host = authority
+		g.refuse(w, ex, http.StatusBadRequest, policy.ReasonInvalidHost, "invalid target: "+err.Error())
+		return policy.Host{}, 0, policy.Decision{}, false
+	}
+	ex.rec.Host, ex.rec.Port = host.String(), port
+	d := g.policy.Load().Decide(g.request(ex, host, port, method))
+	ex.applyDecision(d)
+	if !d.Allow {
+		g.refuse(w, ex, statusFor(d.Reason), d.Reason, denialMessage(host, port, d))
+		return policy.Host{}, 0, d, false
+	}
+	return host, port, d, true
 }
 
 // refuseUpstream answers a failure to reach an allowed destination.

@@ -95,17 +95,7 @@ func (g *Gateway) handleForward(w http.ResponseWriter, r *http.Request, ex *exch
 		g.refuse(w, ex, http.StatusBadRequest, policy.ReasonBadRequest, "only http:// URLs are forwarded; use CONNECT for TLS")
 		return
 	}
-	host, port, err := splitTarget(r.URL.Host, 80)
-	if err != nil {
-		ex.rec.Host = r.URL.Host
-		g.refuse(w, ex, http.StatusBadRequest, policy.ReasonInvalidHost, "invalid target: "+err.Error())
-		return
-	}
-	ex.rec.Host, ex.rec.Port = host.String(), port
-	d := g.policy.Load().Decide(g.request(ex, host, port, r.Method))
-	ex.applyDecision(d)
-	if !d.Allow {
-		g.refuse(w, ex, statusFor(d.Reason), d.Reason, denialMessage(host, port, d))
+	if _, _, _, ok := g.decideTarget(w, ex, r.URL.Host, 80, r.Method); !ok {
 		return
 	}
 
