@@ -6,7 +6,7 @@ PKGS    := ./...
 # Integration tests bind port 443 on loopback addresses: they need root (or `unshare -rn`).
 TESTFLAGS ?= -race -count=1 -timeout 15m
 
-.PHONY: all build test vet fmt-check unit integration bench bench-policy fuzz demo clean deps
+.PHONY: all build test vet fmt-check unit integration bench bench-policy bench-auth fuzz demo clean deps
 
 all: build
 
@@ -37,7 +37,11 @@ integration: deps
 bench-policy:
 	$(GO) test -run '^$$' -bench 'BenchmarkDecide' -benchmem ./policy/
 
-bench: bench-policy
+# Authenticated vs anonymous CONNECT setup through a real gateway on loopback; prints the ratio.
+bench-auth:
+	$(GO) test -run '^$$' -bench 'BenchmarkConnect' -benchmem ./integration/
+
+bench: bench-policy bench-auth
 
 # A short run of every fuzz target (go test -fuzz takes one target at a time).
 FUZZTIME ?= 10s
