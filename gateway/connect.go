@@ -67,7 +67,12 @@ func (g *Gateway) handleConnect(w http.ResponseWriter, r *http.Request, ex *exch
 		early, _ = brw.Reader.Peek(n)
 	}
 	g.opts.Observer.TunnelOpened()
-	defer g.opts.Observer.TunnelClosed()
+	// The gauge drops before the close record is written, so whoever waits for the record
+	// sees the tunnel counted as closed.
+	closed := func() {
+		g.opts.Observer.TunnelClosed()
+		g.finish(ex, http.StatusOK)
+	}
 	ex.rec.Event = "close"
 	ex.rec.Status = http.StatusOK
 
@@ -82,10 +87,10 @@ func (g *Gateway) handleConnect(w http.ResponseWriter, r *http.Request, ex *exch
 				// Nothing was sent upstream: the TCP connection is closed unused.
 				g.log.Info("tunnel cut: SNI does not match CONNECT host", "conn_id", ex.rec.ConnID, "host", host.Name, "sni", serverName, "err", err)
 				ex.rec.Decision, ex.rec.Reason = "deny", string(policy.ReasonSNIMismatch)
-				ex.rec.BytesUp = int64(len(first))
+				// bytes_up stays 0: the ClientHello never went upstream.
 				t.close()
 				_ = client.Close()
-				g.finish(ex, http.StatusOK)
+				closed()
 				return
 			}
 		}
@@ -93,7 +98,7 @@ func (g *Gateway) handleConnect(w http.ResponseWriter, r *http.Request, ex *exch
 	}
 	up, down := t.run(client, early)
 	ex.rec.BytesUp, ex.rec.BytesDown = up, down
-	g.finish(ex, http.StatusOK)
+	closed()
 }
 
 // readClientHello reads the client's ClientHello (behind any early bytes) without consuming

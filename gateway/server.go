@@ -42,6 +42,7 @@ type Server struct {
 	plain, tlsLns []net.Listener
 	adminLn       net.Listener
 
+	watcher     *fileWatcher // nil: watch: false
 	reloadMu    sync.Mutex
 	loadedAt    atomic.Int64 // unix nanoseconds of the policy in force
 	htpasswdSum [sha256.Size]byte
@@ -201,6 +202,17 @@ func NewServer(ctx context.Context, cfg Config, logger *slog.Logger, options ...
 	if err != nil {
 		return nil, err
 	}
+	if cfg.WatchFiles() {
+		files := []string{cfg.Resolve(cfg.Policy)}
+		if s.auth != nil {
+			files = append(files, cfg.Resolve(cfg.Auth.Htpasswd))
+		}
+		// Watching starts now, not in Run: an edit made once NewServer returned is not missed.
+		if s.watcher, err = newFileWatcher(files, 200*time.Millisecond, logger); err != nil {
+			logger.Warn("cannot watch the policy files; SIGHUP still reloads", "err", err)
+			s.watcher, err = nil, nil
+		}
+	}
 	now := time.Now()
 	s.loadedAt.Store(now.UnixNano())
 	s.metrics.PolicyLoaded(pol.Version, now)
@@ -334,18 +346,18 @@ func (s *Server) Run(ctx context.Context) error {
 	addrs := s.Addrs()
 	s.log.Info("scpgate serving", "proxy", addrs.Proxy, "tls", addrs.TLS, "admin", addrs.Admin,
 		"policy", s.gw.Policy().File, "version", s.gw.Policy().Version, "auth", s.auth != nil)
-	if s.cfg.WatchFiles() {
-		files := []string{s.cfg.Resolve(s.cfg.Policy)}
-		if s.auth != nil {
-			files = append(files, s.cfg.Resolve(s.cfg.Auth.Htpasswd))
-		}
-		if err := watchFiles(ctx, files, 200*time.Millisecond, func() {
-			if err := s.Reload(); err != nil {
-				s.log.Error("reload failed; the previous files stay in force", "err", err)
-			}
-		}, s.log); err != nil {
-			s.log.Warn("cannot watch the policy files; SIGHUP still reloads", "err", err)
-		}
+	watchDone := make(chan struct{})
+	if s.watcher != nil {
+		go func() {
+			defer close(watchDone)
+			s.watcher.run(ctx, func() {
+				if err := s.Reload(); err != nil {
+					s.log.Error("reload failed; the previous files stay in force", "err", err)
+				}
+			})
+		}()
+	} else {
+		close(watchDone)
 	}
 
 	var adminSrv *http.Server
@@ -397,6 +409,7 @@ func (s *Server) Run(ctx context.Context) error {
 		cancel()
 	}
 	<-adminDone
+	<-watchDone
 	s.closeAll()
 	return errors.Join(errs...)
 }
@@ -408,6 +421,9 @@ func (s *Server) closeAll() {
 	}
 	if s.adminLn != nil {
 		_ = s.adminLn.Close()
+	}
+	if s.watcher != nil {
+		s.watcher.close()
 	}
 	if s.tls != nil {
 		_ = s.tls.Close()

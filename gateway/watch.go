@@ -10,25 +10,36 @@ import (
 	"github.com/fsnotify/fsnotify"
 )
 
-// watchFiles calls onChange after any of paths may have changed, until ctx is done.
+// fileWatcher reports changes to a few files (the policy, the htpasswd file).
 //
 // It watches the directories, not the files: editors, config management and Kubernetes config
 // maps replace a file by rename (or swap a symlink), which a watch on the old inode never sees.
-// Events are coalesced for debounce so that a write-then-rename burst causes one reload; onChange
-// itself compares content, so a spurious call is harmless. Events on other files in those
+// Events are coalesced for debounce so that a write-then-rename burst causes one reload; the
+// callback itself compares content, so a spurious call is harmless. Events on other files in those
 // directories (an audit log next to the policy, editor swap files) are ignored unless they are
 // what a watched path resolves to, or that changed (a swapped symlink: Kubernetes' "..data"):
 // otherwise each of them would re-read the files, and a policy that failed to load would be
 // counted and logged as failing again on every audit write.
-func watchFiles(ctx context.Context, paths []string, debounce time.Duration, onChange func(), log *slog.Logger) error {
+//
+// The watch starts when the fileWatcher is made: a change between then and run is queued by the
+// kernel and reported by run, so no edit made after start-up is missed.
+type fileWatcher struct {
+	w        *fsnotify.Watcher
+	paths    []string
+	watched  map[string]bool
+	debounce time.Duration
+	log      *slog.Logger
+}
+
+func newFileWatcher(paths []string, debounce time.Duration, log *slog.Logger) (*fileWatcher, error) {
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	watched := map[string]bool{}
+	fw := &fileWatcher{w: w, paths: paths, watched: map[string]bool{}, debounce: debounce, log: log}
 	dirs := map[string]bool{}
 	for _, p := range paths {
-		watched[filepath.Clean(p)] = true
+		fw.watched[filepath.Clean(p)] = true
 		d := filepath.Dir(p)
 		if dirs[d] {
 			continue
@@ -36,44 +47,50 @@ func watchFiles(ctx context.Context, paths []string, debounce time.Duration, onC
 		dirs[d] = true
 		if err := w.Add(d); err != nil {
 			_ = w.Close()
-			return err
+			return nil, err
 		}
 	}
-	targets := resolveAll(paths)
-	go func() {
-		defer w.Close()
-		timer := time.NewTimer(time.Hour)
-		timer.Stop()
-		defer timer.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case ev, ok := <-w.Events:
-				if !ok {
-					return
-				}
-				if ev.Op == fsnotify.Chmod {
-					continue
-				}
-				name, now := filepath.Clean(ev.Name), resolveAll(paths)
-				if !watched[name] && !slices.Contains(targets, name) && !slices.Contains(now, name) && slices.Equal(now, targets) {
-					continue
-				}
-				targets = now
-				timer.Reset(debounce)
-			case err, ok := <-w.Errors:
-				if !ok {
-					return
-				}
-				log.Warn("file watcher error; SIGHUP still reloads", "err", err)
-			case <-timer.C:
-				onChange()
-			}
-		}
-	}()
-	return nil
+	return fw, nil
 }
+
+// run calls onChange after any watched file may have changed, until ctx is done; then it
+// releases the watch and returns.
+func (fw *fileWatcher) run(ctx context.Context, onChange func()) {
+	defer fw.close()
+	targets := resolveAll(fw.paths)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ev, ok := <-fw.w.Events:
+			if !ok {
+				return
+			}
+			if ev.Op == fsnotify.Chmod {
+				continue
+			}
+			name, now := filepath.Clean(ev.Name), resolveAll(fw.paths)
+			if !fw.watched[name] && !slices.Contains(targets, name) && !slices.Contains(now, name) && slices.Equal(now, targets) {
+				continue
+			}
+			targets = now
+			timer.Reset(fw.debounce)
+		case err, ok := <-fw.w.Errors:
+			if !ok {
+				return
+			}
+			fw.log.Warn("file watcher error; SIGHUP still reloads", "err", err)
+		case <-timer.C:
+			onChange()
+		}
+	}
+}
+
+// close releases the watch; it is safe to call more than once.
+func (fw *fileWatcher) close() { _ = fw.w.Close() }
 
 // resolveAll returns what each path resolves to through symlinks, cleaned ("" when it cannot be
 // resolved, for example between the removal and the re-creation of a file).

@@ -20,9 +20,13 @@ func TestWatchFiles(t *testing.T) {
 	changes := make(chan struct{}, 16)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if err := watchFiles(ctx, []string{policyPath}, 20*time.Millisecond, func() { changes <- struct{}{} }, slog.New(slog.DiscardHandler)); err != nil {
+	fw, err := newFileWatcher([]string{policyPath}, 20*time.Millisecond, slog.New(slog.DiscardHandler))
+	if err != nil {
 		t.Fatal(err)
 	}
+	done := make(chan struct{})
+	go func() { fw.run(ctx, func() { changes <- struct{}{} }); close(done) }()
+	defer func() { cancel(); <-done }()
 
 	// Noise first: an unrelated file written many times. Then a real change. The first change
 	// reported must come after the real change, and exactly one must come.
