@@ -93,6 +93,9 @@ type Gateway struct {
 	tunnels  map[*tunnel]struct{}
 	tunnelWG sync.WaitGroup
 	draining atomic.Bool
+
+	// wait pauses a request (failed-login slowdown); tests replace it to observe the pauses.
+	wait func(ctx context.Context, d time.Duration)
 }
 
 // New builds a Gateway. It does not listen; call Serve.
@@ -129,6 +132,7 @@ func New(opts Options) (*Gateway, error) {
 		log:      opts.Logger,
 		idPrefix: hex.EncodeToString(prefix[:]),
 		tunnels:  make(map[*tunnel]struct{}),
+		wait:     sleepCtx,
 	}
 	g.policy.Store(opts.Policy)
 	g.dial = opts.Dial
@@ -310,9 +314,33 @@ func (g *Gateway) authenticate(w http.ResponseWriter, r *http.Request, ex *excha
 		g.refuse(w, ex, http.StatusTooManyRequests, policy.ReasonRateLimited, "too many failed logins from this address; retry later")
 	default:
 		g.opts.Observer.AuthResult("failed")
+		// Repeated failures are slowed before the lockout: a password guesser gets fewer tries
+		// per connection slot, a user with a typo hardly notices.
+		if d := failureDelay(res.Failures); d > 0 {
+			g.wait(r.Context(), d)
+		}
 		g.refuse(w, ex, http.StatusProxyAuthRequired, policy.ReasonAuthFailed, "proxy credentials were not accepted")
 	}
 	return false
+}
+
+// failureDelay is how long the n-th failed login in a window waits for its 407: nothing for the
+// first, then 250 ms more for each, at most 2 s.
+func failureDelay(n int) time.Duration {
+	if n <= 1 {
+		return 0
+	}
+	return min(time.Duration(n-1)*250*time.Millisecond, 2*time.Second)
+}
+
+// sleepCtx waits for d or until ctx is done.
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
 }
 
 // request is the policy question for this exchange.

@@ -3,6 +3,7 @@ package gateway
 import (
 	"bufio"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -16,8 +17,11 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/bcrypt"
+
 	"github.com/scpgate/scpgate/gateway/audit"
 	"github.com/scpgate/scpgate/gateway/netguard"
+	"github.com/scpgate/scpgate/gateway/proxyauth"
 	"github.com/scpgate/scpgate/policy"
 )
 
@@ -440,5 +444,48 @@ func TestExampleConfigLoads(t *testing.T) {
 	}
 	if _, err := policy.Load(cfg.Resolve(cfg.Policy)); err != nil {
 		t.Fatalf("the example's policy: %v", err)
+	}
+}
+
+// TestFailedLoginsAreSlowed: with authentication on, the second and later wrong passwords from
+// one address wait longer and longer for their 407, then the address is locked out (429).
+func TestFailedLoginsAreSlowed(t *testing.T) {
+	hash, err := proxyauth.HashPassword("right", bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := proxyauth.ParseHtpasswd("users", []byte("scp:"+hash+"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth := proxyauth.NewAuthenticator(proxyauth.Config{Store: store, MaxFailures: 4, FailureWindow: time.Minute, Lockout: time.Minute})
+	tg := startGateway(t, groupPolicy("443", "CONNECT"), []string{"crl.microsoft.com"}, func(o *Options) { o.Auth = auth })
+	var mu sync.Mutex
+	var waits []time.Duration
+	tg.gw.wait = func(_ context.Context, d time.Duration) {
+		mu.Lock()
+		waits = append(waits, d)
+		mu.Unlock()
+	}
+	bad := "CONNECT crl.microsoft.com:443 HTTP/1.1\r\nProxy-Authorization: Basic " + base64.StdEncoding.EncodeToString([]byte("scp:wrong")) + "\r\n\r\n"
+	for i, want := range []int{407, 407, 407, 407, 429} {
+		resp, _ := raw(t, tg.addr, bad)
+		if resp.StatusCode != want {
+			t.Fatalf("attempt %d: status %d, want %d", i+1, resp.StatusCode, want)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	want := []time.Duration{250 * time.Millisecond, 500 * time.Millisecond, 750 * time.Millisecond}
+	if fmt.Sprint(waits) != fmt.Sprint(want) {
+		t.Fatalf("failed logins waited %v, want %v", waits, want)
+	}
+}
+
+func TestFailureDelay(t *testing.T) {
+	for n, want := range map[int]time.Duration{0: 0, 1: 0, 2: 250 * time.Millisecond, 5: time.Second, 9: 2 * time.Second, 100: 2 * time.Second} {
+		if got := failureDelay(n); got != want {
+			t.Errorf("failureDelay(%d) = %v, want %v", n, got, want)
+		}
 	}
 }

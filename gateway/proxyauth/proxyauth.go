@@ -63,6 +63,9 @@ type Result struct {
 	OK         bool
 	Reason     string // "", "auth_required", "auth_failed", "rate_limited"
 	RetryAfter time.Duration
+	// Failures is, for auth_failed, how many failures this client address has had in the
+	// current window, this one included; the gateway answers later ones more slowly.
+	Failures int
 }
 
 // Stats are cumulative counters plus current table sizes.
@@ -325,12 +328,13 @@ func (a *Authenticator) fail(key netip.Addr) Result {
 		st.failures, st.windowStart = 0, now
 	}
 	st.failures++
+	n := st.failures
 	if st.failures >= a.maxFailures {
 		st.failures = 0
 		st.lockedUntil = now.Add(a.lockout)
 		a.lockouts.Add(1)
 	}
-	return Result{Reason: ReasonAuthFailed}
+	return Result{Reason: ReasonAuthFailed, Failures: n}
 }
 
 // succeed resets the client's failure count, unless it is locked out (a concurrent check may have
