@@ -408,7 +408,9 @@ func (w *blockingWriter) Write(p []byte) (int, error) {
 }
 
 func TestFullQueueDropsAndCounts(t *testing.T) {
-	w := &blockingWriter{entered: make(chan struct{}), release: make(chan struct{})}
+	// entered has room for one signal: the writer goroutine may reach Write before the test
+	// waits for it, and a non-blocking send on an unbuffered channel would then be lost.
+	w := &blockingWriter{entered: make(chan struct{}, 1), release: make(chan struct{})}
 	l, _ := newTest(t, Config{QueueSize: 1, MaxBlock: -1}, w)
 	l.Write(sample(1))
 	syncErr := make(chan error, 1)
