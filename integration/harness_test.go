@@ -104,12 +104,22 @@ type origin struct {
 
 func (w *world) origin(names ...string) *origin {
 	w.t.Helper()
+	return w.serveOrigin(names, nil)
+}
+
+// serveOrigin starts the origin for names; wrap, if set, wraps its listener (to count
+// connections, for example).
+func (w *world) serveOrigin(names []string, wrap func(net.Listener) net.Listener) *origin {
+	w.t.Helper()
 	cert, err := w.ca.Issue(names...)
 	if err != nil {
 		w.t.Fatal(err)
 	}
 	ln := listenLoopback443(w.t)
 	o := &origin{addr: addrOf(ln)}
+	if wrap != nil {
+		ln = wrap(ln)
+	}
 	srv := &http.Server{
 		Handler: http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 			o.mu.Lock()

@@ -16,7 +16,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
@@ -718,29 +717,8 @@ func (c *countingConn) Close() error {
 // and every byte the origin read.
 func (w *world) countingOrigin(names ...string) (*origin, *originStats) {
 	w.t.Helper()
-	cert, err := w.ca.Issue(names...)
-	if err != nil {
-		w.t.Fatal(err)
-	}
-	ln := listenLoopback443(w.t)
-	o := &origin{addr: addrOf(ln)}
 	st := &originStats{n: newNotifier()}
-	srv := &http.Server{
-		Handler: http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-			o.mu.Lock()
-			o.requests = append(o.requests, r.Clone(context.Background()))
-			o.mu.Unlock()
-			fmt.Fprintf(rw, "hello from %s", r.Host)
-		}),
-		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
-		ReadHeaderTimeout: 5 * time.Second,
-		ErrorLog:          slog.NewLogLogger(w.log.Handler(), slog.LevelDebug),
-	}
-	go func() { _ = srv.ServeTLS(countingListener{Listener: ln, s: st}, "", "") }()
-	w.t.Cleanup(func() { _ = srv.Close() })
-	for _, n := range names {
-		w.dns.SetA(n, o.addr.Addr())
-	}
+	o := w.serveOrigin(names, func(ln net.Listener) net.Listener { return countingListener{Listener: ln, s: st} })
 	return o, st
 }
 
