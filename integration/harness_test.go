@@ -374,12 +374,18 @@ func (a *auditTrail) observe(r audit.Record) {
 }
 
 // waitAudit returns every record matching pred once at least one exists; it fails the test if
-// none arrives within 10 seconds.
+// none arrives within waitTimeout.
 func waitAudit(t *testing.T, p *proc, pred func(auditRecord) bool) []auditRecord {
 	t.Helper()
-	deadline := time.NewTimer(10 * time.Second)
+	return waitAuditN(t, p, 1, pred)
+}
+
+// waitAuditN waits until at least n records match pred and returns them all.
+func waitAuditN(t *testing.T, p *proc, n int, pred func(auditRecord) bool) []auditRecord {
+	t.Helper()
+	deadline := time.NewTimer(waitTimeout)
 	defer deadline.Stop()
-	for {
+	for range maxWakeups {
 		p.trail.mu.Lock()
 		var out []auditRecord
 		for _, r := range p.trail.records {
@@ -389,13 +395,15 @@ func waitAudit(t *testing.T, p *proc, pred func(auditRecord) bool) []auditRecord
 		}
 		changed := p.trail.changed
 		p.trail.mu.Unlock()
-		if len(out) > 0 {
+		if len(out) >= n {
 			return out
 		}
 		select {
 		case <-changed:
 		case <-deadline.C:
-			t.Fatal("no matching audit record within 10s")
+			t.Fatalf("%d matching audit record(s) within %s, want %d", len(out), waitTimeout, n)
 		}
 	}
+	t.Fatalf("gave up waiting for audit records after %d wake-ups", maxWakeups)
+	return nil
 }

@@ -103,33 +103,6 @@ func waitFor(t *testing.T, what string, n *notifier, cond func() bool) {
 	t.Fatalf("gave up waiting for %s after %d wake-ups", what, maxWakeups)
 }
 
-// waitAuditN waits until at least n records match pred and returns them all.
-func waitAuditN(t *testing.T, p *proc, n int, pred func(auditRecord) bool) []auditRecord {
-	t.Helper()
-	deadline := time.NewTimer(waitTimeout)
-	defer deadline.Stop()
-	for range maxWakeups {
-		p.trail.mu.Lock()
-		var out []auditRecord
-		for _, r := range p.trail.records {
-			if pred(r) {
-				out = append(out, r)
-			}
-		}
-		changed := p.trail.changed
-		p.trail.mu.Unlock()
-		if len(out) >= n {
-			return out
-		}
-		select {
-		case <-changed:
-		case <-deadline.C:
-			t.Fatalf("%d matching audit record(s) within %s, want %d", len(out), waitTimeout, n)
-		}
-	}
-	t.Fatalf("gave up waiting for audit records after %d wake-ups", maxWakeups)
-	return nil
-}
 
 // reloadLog records the outcome of every reload attempt (gateway.WithReloadObserver).
 type reloadLog struct {
