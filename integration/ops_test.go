@@ -103,7 +103,6 @@ func waitFor(t *testing.T, what string, n *notifier, cond func() bool) {
 	t.Fatalf("gave up waiting for %s after %d wake-ups", what, maxWakeups)
 }
 
-
 // reloadLog records the outcome of every reload attempt (gateway.WithReloadObserver).
 type reloadLog struct {
 	n    *notifier
