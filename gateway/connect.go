@@ -23,7 +23,7 @@ func (g *Gateway) handleConnect(w http.ResponseWriter, r *http.Request, ex *exch
 		g.refuse(w, ex, http.StatusBadRequest, policy.ReasonBadRequest, "CONNECT needs a host:port target")
 		return
 	}
-	host, port, d, ok := g.decideTarget(w, ex, r.URL.Host, 0, http.MethodConnect)
+	host, port, d, ok := g.decideTarget(w, ex, r.URL.Host, 0, http.MethodConnect, "")
 	if !ok {
 		return
 	}
@@ -115,7 +115,7 @@ func (g *Gateway) readClientHello(client net.Conn, early []byte) ([]byte, string
 
 // decideTarget parses the request's target and asks the policy; it answers the request itself
 // (400 or the denial's status) and returns false when the request goes no further.
-func (g *Gateway) decideTarget(w http.ResponseWriter, ex *exchange, authority string, defaultPort uint16, method string) (policy.Host, uint16, policy.Decision, bool) {
+func (g *Gateway) decideTarget(w http.ResponseWriter, ex *exchange, authority string, defaultPort uint16, method, path string) (policy.Host, uint16, policy.Decision, bool) {
 	host, port, err := splitTarget(authority, defaultPort)
 	if err != nil {
 		ex.rec.Host = authority
@@ -123,7 +123,7 @@ func (g *Gateway) decideTarget(w http.ResponseWriter, ex *exchange, authority st
 		return policy.Host{}, 0, policy.Decision{}, false
 	}
 	ex.rec.Host, ex.rec.Port = host.String(), port
-	d := g.policy.Load().Decide(g.request(ex, host, port, method))
+	d := g.policy.Load().Decide(g.request(ex, host, port, method, path))
 	ex.applyDecision(d)
 	if !d.Allow {
 		g.refuse(w, ex, statusFor(d.Reason), d.Reason, denialMessage(host, port, d))
@@ -159,6 +159,8 @@ func denialMessage(host policy.Host, port uint16, d policy.Decision) string {
 		return "proxy authentication required"
 	case policy.ReasonUserNotAllowed:
 		return target + " is not allowed for this user"
+	case policy.ReasonPathNotAllowed:
+		return target + ": this path is not allowed for this host"
 	default:
 		return target + " is not allowed"
 	}

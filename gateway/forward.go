@@ -9,6 +9,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptrace"
+	"net/url"
+	"path"
 	"strings"
 	"time"
 
@@ -95,7 +97,7 @@ func (g *Gateway) handleForward(w http.ResponseWriter, r *http.Request, ex *exch
 		g.refuse(w, ex, http.StatusBadRequest, policy.ReasonBadRequest, "only http:// URLs are forwarded; use CONNECT for TLS")
 		return
 	}
-	if _, _, _, ok := g.decideTarget(w, ex, r.URL.Host, 80, r.Method); !ok {
+	if _, _, _, ok := g.decideTarget(w, ex, r.URL.Host, 80, r.Method, canonicalPath(r.URL)); !ok {
 		return
 	}
 
@@ -125,6 +127,26 @@ func (g *Gateway) handleForward(w http.ResponseWriter, r *http.Request, ex *exch
 		ex.rec.Reason = string(st.upstream.reason)
 	}
 	g.finish(ex, cw.status)
+}
+
+// canonicalPath is the request path as the policy's path limits see it: the escaped path only if
+// it is already canonical. Dot segments, empty segments and encoded dots, slashes or backslashes
+// would let "/pkiops/../other" pass a "/pkiops/" prefix and then be normalised by the origin, so
+// such a path is "" and matches no path limit.
+func canonicalPath(u *url.URL) string {
+	p := u.EscapedPath()
+	if p == "" {
+		p = "/"
+	}
+	lower := strings.ToLower(p)
+	if strings.Contains(p, "\\") || strings.Contains(lower, "%2e") || strings.Contains(lower, "%2f") || strings.Contains(lower, "%5c") {
+		return ""
+	}
+	clean := path.Clean(p)
+	if clean != p && clean+"/" != p {
+		return ""
+	}
+	return p
 }
 
 type countingWriter struct {

@@ -343,9 +343,9 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 	}
 }
 
-// request is the policy question for this exchange.
-func (g *Gateway) request(ex *exchange, host policy.Host, port uint16, method string) policy.Request {
-	return policy.Request{Host: host, Port: port, Method: method, User: ex.rec.User, AuthEnabled: g.opts.Auth != nil}
+// request is the policy question for this exchange; path is "" for CONNECT.
+func (g *Gateway) request(ex *exchange, host policy.Host, port uint16, method, path string) policy.Request {
+	return policy.Request{Host: host, Port: port, Method: method, Path: path, User: ex.rec.User, AuthEnabled: g.opts.Auth != nil}
 }
 
 func remoteAddr(r *http.Request) netip.Addr {

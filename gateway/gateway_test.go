@@ -489,3 +489,69 @@ func TestFailureDelay(t *testing.T) {
 		}
 	}
 }
+
+func TestCanonicalPath(t *testing.T) {
+	tests := map[string]string{
+		"http://h/pkiops/crl/a.crl":  "/pkiops/crl/a.crl",
+		"http://h/pkiops/":           "/pkiops/",
+		"http://h":                   "/",
+		"http://h/a%20b":             "/a%20b",
+		"http://h/pkiops/../etc":     "",
+		"http://h/pkiops/./x":        "",
+		"http://h//pkiops/x":         "",
+		"http://h/pkiops/%2e%2e/etc": "",
+		"http://h/pkiops/%2E%2E/etc": "",
+		"http://h/pkiops%2fx":        "",
+		"http://h/pkiops/%5c..%5cx":  "",
+	}
+	for raw, want := range tests {
+		u, err := url.Parse(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := canonicalPath(u); got != want {
+			t.Errorf("canonicalPath(%s) = %q, want %q", raw, got, want)
+		}
+	}
+}
+
+// TestPlainHTTPPathLimits: a host limited to /pkiops/ is forwarded only for that prefix, and a
+// traversal out of it is refused before anything reaches the origin.
+func TestPlainHTTPPathLimits(t *testing.T) {
+	var mu sync.Mutex
+	var seen []string
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen = append(seen, r.URL.Path)
+		mu.Unlock()
+		fmt.Fprint(w, "ok")
+	}))
+	defer origin.Close()
+	port := portOf(t, origin.Listener.Addr().String())
+	pol := strings.Replace(groupPolicy(port, "GET, HEAD"), "    hosts: [crl.microsoft.com, ocsp.digicert.com]\n",
+		"    hosts: [crl.microsoft.com, www.microsoft.com]\n    paths: {www.microsoft.com: [/pkiops/]}\n", 1)
+	tg := startGateway(t, pol, []string{"www.microsoft.com"}, nil)
+	tests := []struct {
+		path   string
+		status int
+	}{
+		{"/pkiops/crl/MicSecSerCA2011_2011-10-18.crl", 200},
+		{"/en-us/", 403},
+		{"/pkiops/../en-us/", 403},
+		{"/pkiops/%2e%2e/en-us/", 403},
+	}
+	for _, tt := range tests {
+		resp, body := raw(t, tg.addr, "GET http://www.microsoft.com:"+port+tt.path+" HTTP/1.1\r\nHost: www.microsoft.com\r\nConnection: close\r\n\r\n")
+		if resp.StatusCode != tt.status {
+			t.Fatalf("%s: status %d (%s), want %d", tt.path, resp.StatusCode, body, tt.status)
+		}
+		if tt.status == 403 && resp.Header.Get("X-Scpgate-Reason") != "path_not_allowed" {
+			t.Fatalf("%s: reason %q", tt.path, resp.Header.Get("X-Scpgate-Reason"))
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) != 1 || seen[0] != "/pkiops/crl/MicSecSerCA2011_2011-10-18.crl" {
+		t.Fatalf("origin saw %q; want only the /pkiops/ request", seen)
+	}
+}

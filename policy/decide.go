@@ -14,6 +14,7 @@ type Request struct {
 	Method      string // "CONNECT", or the method of a plain HTTP proxy request
 	User        string // authenticated user; "" = anonymous
 	AuthEnabled bool   // the gateway requires proxy authentication
+	Path        string // the URL path of a plain HTTP request; "" for CONNECT
 }
 
 // Decision is the outcome of [Policy.Decide]. Group, Pattern, Ports, Mode and SNI describe
@@ -78,6 +79,9 @@ func (p *Policy) Decide(r Request) Decision {
 			return true
 		}
 		why := fit(g, &r)
+		if why == "" && !ru.allowsPath(r.Path) {
+			why = ReasonPathNotAllowed
+		}
 		if why == "" {
 			winner = ru
 			return false
@@ -189,6 +193,8 @@ func groupDeny(g *Group, pattern string, why Reason, r *Request) Decision {
 		d.Detail = fmt.Sprintf("group %s requires proxy authentication", g.Name)
 	case ReasonUserNotAllowed:
 		d.Detail = fmt.Sprintf("user %q may not use group %s", r.User, g.Name)
+	case ReasonPathNotAllowed:
+		d.Detail = fmt.Sprintf("path %q is not allowed for pattern %s by group %s (paths %s)", r.Path, pattern, g.Name, strings.Join(g.Paths[pattern], ", "))
 	}
 	if g.Mode == ModeReport && why != ReasonAuthRequired {
 		d.Allow, d.WouldDeny = true, true

@@ -476,8 +476,8 @@ func TestReasons(t *testing.T) {
 		}
 		seen[r] = true
 	}
-	if len(seen) != 18 {
-		t.Errorf("%d reasons, want 18", len(seen))
+	if len(seen) != 19 { // 18 + path_not_allowed
+		t.Errorf("%d reasons, want 19", len(seen))
 	}
 	if ModeReport.String() != "report" || SNIOff.String() != "off" {
 		t.Error("String methods")

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -111,5 +112,27 @@ func TestShippedEndpoints(t *testing.T) {
 	d := p.Decide(req(t, "manage.microsoft.com", 443, "CONNECT"))
 	if want := "matches group intune-hybrid which is disabled"; !strings.Contains(d.Detail, want) {
 		t.Errorf("apex detail %q lacks %q", d.Detail, want)
+	}
+}
+
+// TestShippedRevocationPaths: with certificate-revocation switched on, www.microsoft.com is
+// reachable over plain HTTP only under /pkiops/.
+func TestShippedRevocationPaths(t *testing.T) {
+	data, err := os.ReadFile("../endpoints.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// certificate-revocation is the only group with ports: [80]; switch it on.
+	text := strings.Replace(string(data), "    enabled: false\n    ports: [80]", "    enabled: true\n    ports: [80]", 1)
+	p, err := Parse("endpoints.yaml", []byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, _ := ParseHost("www.microsoft.com")
+	if d := p.Decide(Request{Host: h, Port: 80, Method: "GET", Path: "/pkiops/crl/x.crl"}); !d.Allow || d.Group != "certificate-revocation" {
+		t.Fatalf("/pkiops/: %+v", d)
+	}
+	if d := p.Decide(Request{Host: h, Port: 80, Method: "GET", Path: "/en-us/"}); d.Allow || d.Reason != ReasonPathNotAllowed {
+		t.Fatalf("/en-us/: %+v", d)
 	}
 }

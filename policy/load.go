@@ -48,9 +48,12 @@ type Group struct {
 	Addresses   []netip.Prefix
 	Users       []string
 	Anonymous   bool
-	Mode        Mode
-	SNI         SNIMode
-	Methods     []string // upper case
+	// Paths limits plain HTTP requests for some of the group's host patterns to these URL path
+	// prefixes (certificate revocation: www.microsoft.com only under /pkiops/).
+	Paths   map[string][]string
+	Mode    Mode
+	SNI     SNIMode
+	Methods []string // upper case
 }
 
 type addrRule struct {
@@ -351,7 +354,7 @@ func (ps *parser) mode(n *yaml.Node, what string) (Mode, bool) {
 var topKeys = []string{"version", "mode", "deny", "groups"}
 
 var groupKeys = []string{"description", "doc", "enabled", "ports", "methods", "sni", "mode",
-	"users", "anonymous", "addresses", "hosts"}
+	"users", "anonymous", "addresses", "hosts", "paths"}
 
 var knownMethods = []string{"CONNECT", "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 
@@ -443,6 +446,7 @@ func (ps *parser) group(name string, n *yaml.Node, p *Policy) *Group {
 		node *yaml.Node
 	}
 	var hosts []hostEntry
+	var pathsNode *yaml.Node // checked once hosts and methods are known, whatever the key order
 	what := func(key string) string { return fmt.Sprintf("group %q: %s", name, key) }
 	ok := ps.mapping(n, fmt.Sprintf("group %q", name), func(key string, k, v *yaml.Node) {
 		w := what(key)
@@ -543,6 +547,8 @@ func (ps *parser) group(name string, n *yaml.Node, p *Policy) *Group {
 				seen[c.text] = it.Line
 				hosts = append(hosts, hostEntry{c, it})
 			}
+		case "paths":
+			pathsNode = v
 		default:
 			ps.errorf(k, "unknown key %q in group %q (known: %s)", key, name, strings.Join(groupKeys, ", "))
 		}
@@ -550,16 +556,84 @@ func (ps *parser) group(name string, n *yaml.Node, p *Policy) *Group {
 	if !ok {
 		return nil
 	}
+	if pathsNode != nil {
+		listed := map[string]bool{}
+		for _, h := range hosts {
+			listed[h.c.text] = true
+		}
+		g.Paths = ps.paths(pathsNode, what("paths"), listed, g.Methods)
+	}
 	allow := fmt.Sprintf("allowed by group %s", name)
 	for _, h := range hosts {
 		g.Hosts = append(g.Hosts, h.c.text)
-		p.idx.add(h.c, &rule{group: g, allow: fmt.Sprintf("%s, pattern %s (%s)", allow, h.c.text, h.c.kind)})
+		p.idx.add(h.c, &rule{group: g, allow: fmt.Sprintf("%s, pattern %s (%s)", allow, h.c.text, h.c.kind), paths: g.Paths[h.c.text]})
 	}
 	for _, pfx := range g.Addresses {
 		p.addrs = append(p.addrs, addrRule{prefix: pfx, text: pfx.String(), group: g,
 			allow: fmt.Sprintf("%s, address %s", allow, pfx)})
 	}
 	return g
+}
+
+// paths reads a group's plain-HTTP path limits: a mapping from one of the group's host patterns
+// to the path prefixes allowed for it. A tunnel hides its paths, so a group with path limits may
+// not allow CONNECT: the limit could not be enforced.
+func (ps *parser) paths(n *yaml.Node, what string, listed map[string]bool, methods []string) map[string][]string {
+	if isNull(n) {
+		return nil
+	}
+	if n.Kind != yaml.MappingNode {
+		ps.errorf(n, "%s: want a mapping from host pattern to path prefixes, got %s", what, describe(n))
+		return nil
+	}
+	if hasMethod(methods, "CONNECT") {
+		ps.errorf(n, "%s: paths cannot be checked inside a CONNECT tunnel; a group with paths must not allow CONNECT (methods)", what)
+		return nil
+	}
+	out := map[string][]string{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		c, err := compilePattern(k.Value)
+		if err != nil || !listed[c.text] {
+			ps.errorf(k, "%s: %q is not one of this group's hosts", what, k.Value)
+			continue
+		}
+		if _, dup := out[c.text]; dup {
+			ps.errorf(k, "%s: duplicate host %q", what, c.text)
+			continue
+		}
+		items, _ := ps.seq(v, what+" "+c.text, false)
+		prefixes := []string{}
+		for _, it := range items {
+			s, ok := ps.str(it, what)
+			if !ok {
+				continue
+			}
+			if !validPathPrefix(s) {
+				ps.errorf(it, "%s: %q is not a path prefix (want /..., printable ASCII, no spaces, '?', '#' or '..')", what, s)
+				continue
+			}
+			prefixes = append(prefixes, s)
+		}
+		if len(items) == 0 {
+			ps.errorf(v, "%s: %s lists no path prefix", what, c.text)
+			continue
+		}
+		out[c.text] = prefixes
+	}
+	return out
+}
+
+func validPathPrefix(s string) bool {
+	if !strings.HasPrefix(s, "/") || strings.Contains(s, "..") {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= ' ' || c >= 0x7f || c == '?' || c == '#' {
+			return false
+		}
+	}
+	return true
 }
 
 func (ps *parser) ports(n *yaml.Node, what string) []uint16 {

@@ -227,7 +227,22 @@ type rule struct {
 	pattern string
 	kind    patternKind
 	glob    *glob.Pattern
-	allow   string // precomputed Detail for an allow by this rule
+	allow   string   // precomputed Detail for an allow by this rule
+	paths   []string // plain-HTTP path prefixes this host is limited to; nil: any path
+}
+
+// allowsPath reports whether a plain HTTP request for path may use this rule. CONNECT requests
+// carry no path (""), and groups with path limits cannot allow CONNECT (refused at load).
+func (ru *rule) allowsPath(path string) bool {
+	if ru.paths == nil {
+		return true
+	}
+	for _, p := range ru.paths {
+		if strings.HasPrefix(path, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // index finds the rules matching a host without scanning them all.

@@ -12,6 +12,7 @@ const (
 	ReasonIPLiteral        Reason = "ip_literal"
 	ReasonMethodNotAllowed Reason = "method_not_allowed"
 	ReasonUserNotAllowed   Reason = "user_not_allowed"
+	ReasonPathNotAllowed   Reason = "path_not_allowed"
 	ReasonAuthRequired     Reason = "auth_required"
 	ReasonInvalidHost      Reason = "invalid_host"
 )
@@ -35,7 +36,7 @@ const (
 func Reasons() []Reason {
 	return []Reason{
 		ReasonNoRule, ReasonPortNotAllowed, ReasonDeniedPattern, ReasonIPLiteral,
-		ReasonMethodNotAllowed, ReasonUserNotAllowed, ReasonAuthRequired, ReasonInvalidHost,
+		ReasonMethodNotAllowed, ReasonUserNotAllowed, ReasonPathNotAllowed, ReasonAuthRequired, ReasonInvalidHost,
 		ReasonPrivateAddress, ReasonDNSFailure, ReasonSNIMismatch, ReasonAuthFailed,
 		ReasonRateLimited, ReasonUpstreamRefused, ReasonUpstreamTimeout, ReasonBadRequest,
 		ReasonDraining, ReasonTooManyConnections,
@@ -71,6 +72,8 @@ func (s SNIMode) String() string { return string(s) }
 // got further before it failed).
 func rank(r Reason) int {
 	switch r {
+	case ReasonPathNotAllowed:
+		return 5
 	case ReasonUserNotAllowed:
 		return 4
 	case ReasonAuthRequired:
