@@ -6,7 +6,7 @@ PKGS    := ./...
 # Integration tests bind port 443 on loopback addresses: they need root (or `unshare -rn`).
 TESTFLAGS ?= -race -count=1 -timeout 15m
 
-.PHONY: all build test vet fmt-check unit integration bench bench-policy bench-auth fuzz demo clean deps
+.PHONY: all build test vet fmt-check unit integration bench bench-policy bench-auth bench-compare fuzz demo clean deps
 
 all: build
 
@@ -42,6 +42,20 @@ bench-auth:
 	$(GO) test -run '^$$' -bench 'BenchmarkConnect' -benchmem ./integration/
 
 bench: bench-policy bench-auth
+
+# Compare benchmarks of BASE (a git ref) and the working tree with benchstat, COUNT runs each.
+BENCHSTAT  := $(GO) run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da
+BASE       ?= HEAD~1
+BENCHPKGS  ?= ./policy/
+BENCHRE    ?= .
+COUNT      ?= 6
+bench-compare:
+	@set -e; tmp=$$(mktemp -d); \
+	trap 'git worktree remove --force "$$tmp/base" >/dev/null 2>&1 || true; rm -rf "$$tmp"' EXIT; \
+	git worktree add -q --detach "$$tmp/base" $(BASE); \
+	echo "== $(BASE)"; (cd "$$tmp/base" && $(GO) test -run '^$$' -bench '$(BENCHRE)' -benchmem -count $(COUNT) $(BENCHPKGS)) > "$$tmp/old.txt"; \
+	echo "== working tree"; $(GO) test -run '^$$' -bench '$(BENCHRE)' -benchmem -count $(COUNT) $(BENCHPKGS) > "$$tmp/new.txt"; \
+	$(BENCHSTAT) "$$tmp/old.txt" "$$tmp/new.txt"
 
 # A short run of every fuzz target (go test -fuzz takes one target at a time).
 FUZZTIME ?= 10s
