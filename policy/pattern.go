@@ -35,8 +35,8 @@ const maxPattern = 1024 // glob alternatives may be longer than the names they m
 type compiled struct {
 	text string // normalised pattern as written (lowercase, no trailing dot)
 	kind patternKind
-	key  string        // exact: the name; suffix: the part after "*."; glob: the literal suffix
-	glob *glob.Pattern // kindGlob only
+	key  string     // exact: the name; suffix: the part after "*."; glob: the literal suffix
+	glob *labelGlob // kindGlob only
 }
 
 const wildcardChars = "*?[]{}"
@@ -124,20 +124,53 @@ func compilePattern(raw string) (compiled, error) {
 			}
 		}
 	}
-	src := p
+	// Each label is compiled on its own and matched against exactly one label of the host:
+	// gobwas keeps '*' and '?' off the separator, but not a negated class ("[!b]") or a range
+	// spanning '.' ("[--0]"), which would otherwise let "a[!b]c.example.com" match
+	// "a.c.example.com".
+	g := &labelGlob{}
 	if labels[0] == "*" {
 		// A leading "*." means one or more labels, as for suffix patterns.
-		src = "*" + p
+		g.anyPrefix, labels = true, labels[1:]
 	}
-	g, err := glob.Compile(src, '.')
-	if err != nil {
-		var se *glob.SyntaxError
-		if errors.As(err, &se) {
-			return compiled{}, fmt.Errorf("pattern %q: invalid glob: %s", raw, se.Reason)
+	for _, l := range labels {
+		lg, err := glob.Compile(l, '.')
+		if err != nil {
+			var se *glob.SyntaxError
+			if errors.As(err, &se) {
+				return compiled{}, fmt.Errorf("pattern %q: invalid glob: %s", raw, se.Reason)
+			}
+			return compiled{}, fmt.Errorf("pattern %q: invalid glob: %v", raw, err)
 		}
-		return compiled{}, fmt.Errorf("pattern %q: invalid glob: %v", raw, err)
+		g.labels = append(g.labels, lg)
 	}
 	return compiled{text: p, kind: kindGlob, key: suffix, glob: g}, nil
+}
+
+// labelGlob matches a name label by label: labels[i] against the host's label at the same
+// position from the right; anyPrefix allows (and requires) one or more labels in front.
+type labelGlob struct {
+	anyPrefix bool
+	labels    []*glob.Pattern
+}
+
+// Match reports whether host (a normalised name) matches. It does not allocate.
+func (g *labelGlob) Match(host string) bool {
+	end := len(host)
+	for i := len(g.labels) - 1; i >= 0; i-- {
+		if end < 0 {
+			return false // the host has fewer labels than the pattern
+		}
+		dot := strings.LastIndexByte(host[:end], '.')
+		if !g.labels[i].Match(host[dot+1 : end]) {
+			return false
+		}
+		end = dot
+	}
+	if g.anyPrefix {
+		return end > 0
+	}
+	return end == -1
 }
 
 // scanPattern checks the characters of a lowercase pattern: hostname characters, '.'
@@ -226,7 +259,7 @@ type rule struct {
 	group   *Group
 	pattern string
 	kind    patternKind
-	glob    *glob.Pattern
+	glob    *labelGlob
 	allow   string   // precomputed Detail for an allow by this rule
 	paths   []string // plain-HTTP path prefixes this host is limited to; nil: any path
 }

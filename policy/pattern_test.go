@@ -81,6 +81,17 @@ func TestWildcardMatch(t *testing.T) {
 		{"*.*.example.com", "w.x.y.example.com", true, kindGlob},
 		{"*.*.example.com", "y.example.com", false, kindGlob},
 
+		// A character class never matches the '.' between labels: a negated class or a range
+		// spanning '.' must not let a pattern reach a name with more labels.
+		{"watcab0[!1].blob.core.windows.net", "watcab0.x.blob.core.windows.net", false, kindGlob},
+		{"a[!b]c.example.com", "a.c.example.com", false, kindGlob},
+		{"a[!b]c.example.com", "axc.example.com", true, kindGlob},
+		{"a[--0]c.example.com", "a.c.example.com", false, kindGlob},
+		{"a[--0]c.example.com", "a-c.example.com", true, kindGlob},
+		{"*.a[!b]c.example.com", "x.a.c.example.com", false, kindGlob},
+		{"*.a[!b]c.example.com", "x.y.axc.example.com", true, kindGlob},
+		{"x.[!b]*.example.com", "x.a.b.example.com", false, kindGlob},
+
 		// Punycode on both sides.
 		{"xn--bcher-kva.example.com", "bücher.example.com", true, kindExact},
 		{"*.xn--bcher-kva.example", "www.bücher.example", true, kindSuffix},
