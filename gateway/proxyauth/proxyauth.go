@@ -19,8 +19,9 @@
 //
 // Lockout. Failures are counted per client address (IPv4, or the /64 of an IPv6 address, since one
 // IPv6 host can use a whole /64): MaxFailures failures within FailureWindow lock the address out
-// for Lockout. A success resets the count. The table of addresses is bounded; when full, the
-// least recently failing address is forgotten. Clients behind one NAT share a count.
+// for Lockout. A success resets the count only when every failure in the window was for that same
+// user (a typo), never after guesses at other accounts. The table of addresses is bounded; when
+// full, the least recently failing address is forgotten. Clients behind one NAT share a count.
 package proxyauth
 
 import (
@@ -117,6 +118,10 @@ type clientState struct {
 	failures    int
 	windowStart time.Time
 	lockedUntil time.Time
+	// failUser is the user of every failure in the window, unless mixed: only that user's
+	// success clears the count (a typo), never another account's.
+	failUser string
+	mixed    bool
 }
 
 // NewAuthenticator returns an Authenticator with cfg's defaults filled in.
@@ -208,7 +213,7 @@ func (a *Authenticator) Check(clientIP netip.Addr, header string) Result {
 		// guess, so not counted.
 		return Result{Reason: ReasonAuthRequired}
 	case basicMalformed:
-		return a.fail(key)
+		return a.fail(key, "")
 	}
 	mac := a.mac(user, pass)
 
@@ -228,13 +233,13 @@ func (a *Authenticator) Check(clientIP netip.Addr, header string) Result {
 	a.mu.Unlock()
 	if hit {
 		a.hits.Add(1)
-		a.succeed(key)
+		a.succeed(key, user)
 		return Result{User: user, OK: true}
 	}
 	a.misses.Add(1)
 
 	if len(pass) > maxPassword {
-		return a.fail(key)
+		return a.fail(key, user)
 	}
 	hash, known := store.users[user]
 	if !known {
@@ -242,10 +247,10 @@ func (a *Authenticator) Check(clientIP netip.Addr, header string) Result {
 	}
 	a.compares.Add(1)
 	if err := a.compare(hash, []byte(pass)); err != nil || !known {
-		return a.fail(key)
+		return a.fail(key, user)
 	}
 	a.remember(gen, user, mac)
-	a.succeed(key)
+	a.succeed(key, user)
 	return Result{User: user, OK: true}
 }
 
@@ -302,7 +307,7 @@ func (a *Authenticator) lockedFor(key netip.Addr, now time.Time) time.Duration {
 
 // fail records a failure and returns the auth_failed result; the failure that reaches MaxFailures
 // is still answered 407 (it was a wrong password), later attempts get rate_limited.
-func (a *Authenticator) fail(key netip.Addr) Result {
+func (a *Authenticator) fail(key netip.Addr, user string) Result {
 	a.failures.Add(1)
 	now := a.now()
 	a.cmu.Lock()
@@ -326,6 +331,10 @@ func (a *Authenticator) fail(key netip.Addr) Result {
 	}
 	if st.failures == 0 || now.Sub(st.windowStart) >= a.window {
 		st.failures, st.windowStart = 0, now
+		st.failUser, st.mixed = user, false
+	}
+	if user != st.failUser {
+		st.mixed = true
 	}
 	st.failures++
 	n := st.failures
@@ -338,11 +347,17 @@ func (a *Authenticator) fail(key netip.Addr) Result {
 }
 
 // succeed resets the client's failure count, unless it is locked out (a concurrent check may have
-// locked it while this one was verifying).
-func (a *Authenticator) succeed(key netip.Addr) {
+// locked it while this one was verifying) or the failures were not all for user: a valid account
+// must not clear the count of guesses at other accounts' passwords.
+func (a *Authenticator) succeed(key netip.Addr, user string) {
 	a.cmu.Lock()
 	defer a.cmu.Unlock()
-	if el, ok := a.clients[key]; ok && !a.now().Before(el.Value.(*clientState).lockedUntil) {
+	el, ok := a.clients[key]
+	if !ok {
+		return
+	}
+	st := el.Value.(*clientState)
+	if !a.now().Before(st.lockedUntil) && (st.failures == 0 || (!st.mixed && st.failUser == user)) {
 		a.clientOrder.Remove(el)
 		delete(a.clients, key)
 	}

@@ -559,3 +559,45 @@ func BenchmarkCheckBcrypt(b *testing.B) {
 		a.Check(ip, h)
 	}
 }
+
+// A success must not wipe failures that were guesses at another user's password: otherwise
+// anyone with one valid account guesses everybody else's without ever being locked out.
+func TestSuccessDoesNotResetOtherUsersFailures(t *testing.T) {
+	tests := []struct {
+		name      string
+		failUsers []string // failures, in order, before the success
+		okUser    string   // then this user logs in correctly
+		reset     bool     // the success clears the count
+	}{
+		{"typo then same user", []string{"alice", "alice"}, "alice", true},
+		{"guesses at bob, alice logs in", []string{"bob", "bob"}, "alice", false},
+		{"mixed users, alice logs in", []string{"alice", "bob"}, "alice", false},
+		{"malformed header, alice logs in", []string{""}, "alice", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a, _ := newAuth(t, Config{MaxFailures: 3, FailureWindow: time.Minute}, "alice", "bob")
+			fail := func(user string) Result {
+				if user == "" {
+					return a.Check(ip, "Basic !!!not-base64")
+				}
+				return a.Check(ip, basic(user, "bad"))
+			}
+			for _, u := range tt.failUsers {
+				fail(u)
+			}
+			if r := a.Check(ip, basic(tt.okUser, "pw-"+tt.okUser)); !r.OK {
+				t.Fatalf("login: %+v", r)
+			}
+			// Without a reset these failures bring the count to MaxFailures (lockout); after a
+			// reset the count stays below it.
+			for range 3 - len(tt.failUsers) {
+				fail("bob")
+			}
+			locked := a.Check(ip, "").Reason == ReasonRateLimited
+			if got := !locked; got != tt.reset {
+				t.Errorf("reset = %v, want %v", got, tt.reset)
+			}
+		})
+	}
+}
