@@ -62,6 +62,14 @@ func (g *Gateway) newForwarder() *goproxy.ProxyHttpServer {
 	// goproxy writes the transport's error text to the client with status 500 when a response is
 	// nil; answer with our own status and a fixed message instead.
 	px.OnResponse().DoFunc(func(resp *http.Response, ctx *goproxy.ProxyCtx) *http.Response {
+		// A 101 would make goproxy hijack the client connection and relay raw bytes: a tunnel
+		// outside the CONNECT path (no idle timeout, no audit), and a panic on our writer,
+		// which cannot hijack. Plain HTTP forwarding carries plain HTTP only.
+		if resp != nil && resp.StatusCode == http.StatusSwitchingProtocols {
+			_ = resp.Body.Close()
+			ctx.Error = &upstreamError{reason: policy.ReasonUpstreamRefused, msg: "the destination tried to switch protocols; only plain HTTP is forwarded", err: errors.New("upstream answered 101 Switching Protocols")}
+			resp = nil
+		}
 		if resp != nil {
 			return resp
 		}

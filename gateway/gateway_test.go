@@ -555,3 +555,50 @@ func TestPlainHTTPPathLimits(t *testing.T) {
 		t.Fatalf("origin saw %q; want only the /pkiops/ request", seen)
 	}
 }
+
+// TestPlainHTTPUpstreamProtocolSwitch: an origin that answers a forwarded request with 101 must
+// not turn plain HTTP forwarding into an unaudited raw tunnel (goproxy would try to hijack and
+// panic): the client gets 502 and the exchange is audited.
+func TestPlainHTTPUpstreamProtocolSwitch(t *testing.T) {
+	tests := []struct {
+		name     string
+		request  string // extra request headers
+		response string
+	}{
+		{"websocket", "Connection: Upgrade\r\nUpgrade: websocket\r\n",
+			"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"},
+		{"unrequested switch", "",
+			"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			go func() {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				defer c.Close()
+				if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+					return
+				}
+				_, _ = io.WriteString(c, tt.response)
+				_, _ = io.Copy(io.Discard, c) // hold the switched connection until the gateway closes it
+			}()
+			port := portOf(t, ln.Addr().String())
+			tg := startGateway(t, groupPolicy(port, "GET, HEAD"), []string{"crl.microsoft.com"}, nil)
+			resp, body := raw(t, tg.addr, "GET http://crl.microsoft.com:"+port+"/ HTTP/1.1\r\nHost: crl.microsoft.com:"+port+"\r\n"+tt.request+"\r\n")
+			if resp.StatusCode != http.StatusBadGateway || strings.Contains(body, "panic") {
+				t.Fatalf("status %d body %q, want 502", resp.StatusCode, body)
+			}
+			rec := tg.audit.next(t)
+			if rec.Event != "close" || rec.Status != http.StatusBadGateway {
+				t.Fatalf("audit %+v", rec)
+			}
+		})
+	}
+}
