@@ -44,6 +44,9 @@ var special = mustRanges(
 	"100.64.0.0/10", ClassCGNAT,
 	"127.0.0.0/8", ClassLoopback,
 	"169.254.0.0/16", ClassLinkLocal,
+	// Azure's WireServer (VM agent configuration, extension settings and certificates): a public
+	// address that only the host answers, reached from inside a VM like link-local metadata.
+	"168.63.129.16/32", ClassLinkLocal,
 	"172.16.0.0/12", ClassPrivate,
 	"192.0.0.0/24", ClassReserved,
 	"192.0.2.0/24", ClassDocumentation,

@@ -26,6 +26,10 @@ func TestClassify(t *testing.T) {
 		{"192.168.1.1", ClassPrivate},
 		{"fd00::1", ClassPrivate},
 		{"169.254.169.254", ClassLinkLocal},
+		{"168.63.129.16", ClassLinkLocal},        // Azure WireServer: host-only, like metadata
+		{"::ffff:168.63.129.16", ClassLinkLocal}, // and in any IPv6 wrapping
+		{"64:ff9b::a83f:8110", ClassLinkLocal},   // NAT64 of 168.63.129.16
+		{"168.63.129.15", ClassPublic},
 		{"fe80::1", ClassLinkLocal},
 		{"100.64.0.1", ClassCGNAT},
 		{"100.127.255.255", ClassCGNAT},
