@@ -524,13 +524,18 @@ func (l *Log) reopen() error {
 		l.writeErrors.Add(1)
 		return errors.Join(ferr, err)
 	}
+	l.useFile(f, size)
+	l.reopens.Add(1)
+	return ferr
+}
+
+// useFile makes f (already size bytes long) the file written from now on, closing the old one.
+func (l *Log) useFile(f *os.File, size int64) {
 	if l.file != nil {
 		l.file.Close()
 	}
 	l.file, l.out, l.size = f, f, size
 	l.midLine = false
-	l.reopens.Add(1)
-	return ferr
 }
 
 func (l *Log) backupName(i int) string {
@@ -563,11 +568,7 @@ func (l *Log) rotate() error {
 		l.writeErrors.Add(1)
 		return errors.Join(serr, err)
 	}
-	if l.file != nil {
-		l.file.Close()
-	}
-	l.file, l.out, l.size = f, f, size
-	l.midLine = false
+	l.useFile(f, size)
 	l.rotations.Add(1)
 	return serr
 }
