@@ -2,6 +2,7 @@
 SHELL   := /bin/bash
 GO      ?= go
 BIN     := bin/scpgate
+SIMBIN  := bin/scpsim
 PKGS    := ./...
 # Integration tests bind port 443 on loopback addresses: they need root (or `unshare -rn`).
 TESTFLAGS ?= -race -count=1 -timeout 15m
@@ -10,8 +11,10 @@ TESTFLAGS ?= -race -count=1 -timeout 15m
 
 all: build
 
+# scpgate is the product; scpsim (the simulated cloud and the demo) is for development only.
 build:
 	$(GO) build -o $(BIN) ./cmd/scpgate
+	$(GO) build -o $(SIMBIN) ./cmd/scpsim
 
 deps:
 	@./.ci/deps.sh
@@ -28,7 +31,7 @@ test: deps fmt-check vet
 	$(GO) test $(TESTFLAGS) $(PKGS)
 
 unit:
-	$(GO) test $(TESTFLAGS) $$($(GO) list ./... | grep -v /integration)
+	$(GO) test $(TESTFLAGS) $$($(GO) list ./... | grep -v '/integration$$')
 
 integration: deps
 	$(GO) test $(TESTFLAGS) ./integration/...
@@ -69,8 +72,8 @@ fuzz:
 # The simulated endpoints listen on port 443 of loopback addresses, as the real ones do: as root
 # it runs directly, otherwise inside an unprivileged user+network namespace (unshare -rn).
 demo: deps build
-	@if [ "$$(id -u)" -eq 0 ]; then ./$(BIN) demo; \
-	else unshare -rn sh -c 'ip link set lo up && exec ./$(BIN) demo'; fi
+	@if [ "$$(id -u)" -eq 0 ]; then ./$(SIMBIN) demo; \
+	else unshare -rn sh -c 'ip link set lo up && exec ./$(SIMBIN) demo'; fi
 
 clean:
 	rm -rf bin

@@ -17,7 +17,7 @@ import (
 
 	"github.com/scpgate/scpgate/gateway"
 	"github.com/scpgate/scpgate/gateway/proxyauth"
-	"github.com/scpgate/scpgate/integration/dnssim"
+	"github.com/scpgate/scpgate/sim/dnssim"
 )
 
 // connectOK is the gateway's whole answer to an allowed CONNECT (gateway/connect.go): a client

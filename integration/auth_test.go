@@ -22,8 +22,8 @@ import (
 
 	"github.com/scpgate/scpgate/gateway"
 	"github.com/scpgate/scpgate/gateway/proxyauth"
-	"github.com/scpgate/scpgate/integration/pebblesim"
-	"github.com/scpgate/scpgate/integration/testca"
+	"github.com/scpgate/scpgate/sim/pebblesim"
+	"github.com/scpgate/scpgate/sim/testca"
 )
 
 // authPolicy: one group for every authenticated user, one for alice only, one open to anonymous

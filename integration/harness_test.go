@@ -26,8 +26,8 @@ import (
 	"github.com/scpgate/scpgate/gateway/audit"
 	"github.com/scpgate/scpgate/gateway/netguard"
 	"github.com/scpgate/scpgate/gateway/resolver"
-	"github.com/scpgate/scpgate/integration/dnssim"
-	"github.com/scpgate/scpgate/integration/testca"
+	"github.com/scpgate/scpgate/sim/dnssim"
+	"github.com/scpgate/scpgate/sim/testca"
 	"github.com/scpgate/scpgate/policy"
 )
 

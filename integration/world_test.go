@@ -17,8 +17,8 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/scpgate/scpgate/gateway"
-	"github.com/scpgate/scpgate/integration/cloudsim"
-	"github.com/scpgate/scpgate/integration/simworld"
+	"github.com/scpgate/scpgate/sim/cloudsim"
+	"github.com/scpgate/scpgate/sim/simworld"
 	"github.com/scpgate/scpgate/manifest"
 )
 

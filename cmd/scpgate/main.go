@@ -16,8 +16,6 @@ Usage:
   scpgate policy explain [-policy FILE] [-json] [-method M] [-user U] HOST:PORT
                                            which rule allows or denies HOST:PORT and why;
                                            exit 0 allow, 1 deny
-  scpgate cloudsim -dir DIR                 run the simulated Microsoft cloud and its DNS on loopback
-  scpgate demo                             the whole story on one machine (needs root for :443)
   scpgate passwd -file FILE USER           add or replace a proxy user (bcrypt); password on stdin
   scpgate version
 
@@ -45,10 +43,6 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return cmdServe(args[1:], stdout, stderr)
 	case "policy":
 		return cmdPolicy(args[1:], stdout, stderr)
-	case "cloudsim":
-		return cmdCloudsim(args[1:], stdout, stderr)
-	case "demo":
-		return cmdDemo(args[1:], stdout, stderr)
 	case "passwd":
 		return cmdPasswd(args[1:], stdin, stdout, stderr)
 	case "version":

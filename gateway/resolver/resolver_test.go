@@ -14,7 +14,7 @@ import (
 	"github.com/miekg/dns"
 	"go.uber.org/goleak"
 
-	"github.com/scpgate/scpgate/integration/dnssim"
+	"github.com/scpgate/scpgate/sim/dnssim"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

@@ -13,7 +13,7 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/scpgate/scpgate/integration/pebblesim"
+	"github.com/scpgate/scpgate/sim/pebblesim"
 )
 
 // freePort returns a loopback TCP port that was free a moment ago, for certmagic's challenge

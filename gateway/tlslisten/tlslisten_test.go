@@ -21,7 +21,7 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/scpgate/scpgate/integration/testca"
+	"github.com/scpgate/scpgate/sim/testca"
 )
 
 // waitFor bounds every wait on an event in these tests.

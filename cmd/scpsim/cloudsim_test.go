@@ -19,7 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/scpgate/scpgate/integration/simworld"
+	"github.com/scpgate/scpgate/sim/simworld"
 )
 
 // lockedBuffer is an io.Writer the command's log goroutines and the test can share.

@@ -35,7 +35,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/scpgate/scpgate/integration/testca"
+	"github.com/scpgate/scpgate/sim/testca"
 	"github.com/scpgate/scpgate/manifest"
 )
 

@@ -32,9 +32,9 @@ import (
 	"path/filepath"
 	"slices"
 
-	"github.com/scpgate/scpgate/integration/cloudsim"
-	"github.com/scpgate/scpgate/integration/dnssim"
-	"github.com/scpgate/scpgate/integration/testca"
+	"github.com/scpgate/scpgate/sim/cloudsim"
+	"github.com/scpgate/scpgate/sim/dnssim"
+	"github.com/scpgate/scpgate/sim/testca"
 	"github.com/scpgate/scpgate/internal/atomicfile"
 	"github.com/scpgate/scpgate/manifest"
 )

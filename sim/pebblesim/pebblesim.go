@@ -30,7 +30,7 @@ import (
 	"github.com/letsencrypt/pebble/v2/va"
 	"github.com/letsencrypt/pebble/v2/wfe"
 
-	"github.com/scpgate/scpgate/integration/testca"
+	"github.com/scpgate/scpgate/sim/testca"
 )
 
 // LeakedGoroutine is the top function of the goroutine Pebble's VA leaves behind (see the

@@ -21,7 +21,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/scpgate/scpgate/gateway/resolver"
-	"github.com/scpgate/scpgate/integration/cloudsim"
+	"github.com/scpgate/scpgate/sim/cloudsim"
 	"github.com/scpgate/scpgate/manifest"
 )
 

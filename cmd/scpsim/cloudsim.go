@@ -11,10 +11,10 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/scpgate/scpgate/integration/simworld"
+	"github.com/scpgate/scpgate/sim/simworld"
 )
 
-const cloudsimUsage = `Usage: scpgate cloudsim -dir DIR [-dns 127.0.0.1:0] [-cloud 127.x.y.z] [-log-level info]
+const cloudsimUsage = `Usage: scpsim cloudsim -dir DIR [-dns 127.0.0.1:0] [-cloud 127.x.y.z] [-log-level info]
 
 Runs the simulated Microsoft cloud (HTTPS on port 443 of a loopback address) and its DNS
 server until SIGINT or SIGTERM. Writes DIR/ca.pem, DIR/manifest-key.pem and DIR/world.json,
@@ -22,7 +22,7 @@ then prints one line of JSON (the same as world.json) to standard output once it
 Loopback addresses only; binding port 443 needs root or 'unshare -rn'.
 `
 
-// cmdCloudsim is `scpgate cloudsim`: it runs until SIGINT or SIGTERM.
+// cmdCloudsim is `scpsim cloudsim`: it runs until SIGINT or SIGTERM.
 func cmdCloudsim(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -48,7 +48,7 @@ func runCloudsim(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	}
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(*level)); err != nil {
-		fmt.Fprintf(stderr, "scpgate cloudsim: -log-level: %v\n", err)
+		fmt.Fprintf(stderr, "scpsim cloudsim: -log-level: %v\n", err)
 		return exitUsage
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))

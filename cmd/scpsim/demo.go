@@ -27,9 +27,9 @@ import (
 	"github.com/scpgate/scpgate/gateway"
 	"github.com/scpgate/scpgate/gateway/audit"
 	"github.com/scpgate/scpgate/gateway/proxyauth"
-	"github.com/scpgate/scpgate/integration/simworld"
-	"github.com/scpgate/scpgate/integration/testca"
 	"github.com/scpgate/scpgate/manifest"
+	"github.com/scpgate/scpgate/sim/simworld"
+	"github.com/scpgate/scpgate/sim/testca"
 )
 
 // cmdDemo runs the whole story on one machine: the simulated Microsoft cloud and its DNS, the
@@ -40,16 +40,22 @@ func cmdDemo(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	keep := fs.Bool("keep", false, "keep the working directory (config, audit log, logs) for inspection")
+	gatewayBin := fs.String("scpgate", "", "the scpgate binary to run (default: the one next to this binary, then $PATH)")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
+	scpgateBin, err := findScpgate(*gatewayBin)
+	if err != nil {
+		fmt.Fprintf(stderr, "scpsim demo: %v\n", err)
+		return exitFail
+	}
 	if _, err := exec.LookPath("curl"); err != nil {
-		fmt.Fprintln(stderr, "scpgate demo: curl is required (apt-get install curl)")
+		fmt.Fprintln(stderr, "scpsim demo: curl is required (apt-get install curl)")
 		return exitFail
 	}
 	dir, err := os.MkdirTemp("", "scpgate-demo-")
 	if err != nil {
-		fmt.Fprintf(stderr, "scpgate demo: %v\n", err)
+		fmt.Fprintf(stderr, "scpsim demo: %v\n", err)
 		return exitFail
 	}
 	if *keep {
@@ -59,15 +65,15 @@ func cmdDemo(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	d := &demo{dir: dir, out: stdout, errOut: stderr}
+	d := &demo{dir: dir, out: stdout, errOut: stderr, scpgate: scpgateBin}
 	err = d.run(ctx)
 	if stopErr := d.stop(); err == nil {
 		err = stopErr
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "scpgate demo: %v\n", err)
+		fmt.Fprintf(stderr, "scpsim demo: %v\n", err)
 		if !*keep {
-			fmt.Fprintln(stderr, "(run `scpgate demo -keep` to keep the logs and the audit file)")
+			fmt.Fprintln(stderr, "(run `scpsim demo -keep` to keep the logs and the audit file)")
 		}
 		return exitFail
 	}
@@ -76,6 +82,7 @@ func cmdDemo(args []string, stdout, stderr io.Writer) int {
 }
 
 type demo struct {
+	scpgate     string // the product binary: serve, policy explain
 	dir         string
 	out, errOut io.Writer
 	procs       []*child
@@ -93,12 +100,28 @@ type child struct {
 	done chan error
 }
 
-func (d *demo) start(ctx context.Context, name string, args ...string) (*child, *bufio.Reader, error) {
-	self, err := os.Executable()
-	if err != nil {
-		return nil, nil, err
+// findScpgate locates the product binary: the flag, else scpgate next to this binary (make
+// build puts both in bin/), else $PATH.
+func findScpgate(flagValue string) (string, error) {
+	if flagValue != "" {
+		return flagValue, nil
 	}
-	cmd := exec.CommandContext(ctx, self, args...)
+	if self, err := os.Executable(); err == nil {
+		sibling := filepath.Join(filepath.Dir(self), "scpgate")
+		if _, err := os.Stat(sibling); err == nil {
+			return sibling, nil
+		}
+	}
+	p, err := exec.LookPath("scpgate")
+	if err != nil {
+		return "", errors.New("cannot find the scpgate binary next to scpsim or on $PATH; run `make build` or pass -scpgate PATH")
+	}
+	return p, nil
+}
+
+// start runs bin (this binary or scpgate) with args as a child process named name.
+func (d *demo) start(ctx context.Context, name, bin string, args ...string) (*child, *bufio.Reader, error) {
+	cmd := exec.CommandContext(ctx, bin, args...)
 	logFile, err := os.Create(filepath.Join(d.dir, name+".log"))
 	if err != nil {
 		return nil, nil, err
@@ -156,8 +179,8 @@ func (d *demo) step(format string, args ...any) {
 }
 
 func (d *demo) run(ctx context.Context) error {
-	d.step("starting the simulated Microsoft cloud and its DNS (scpgate cloudsim)")
-	c, r, err := d.start(ctx, "cloudsim", "cloudsim", "-dir", filepath.Join(d.dir, "cloud"))
+	d.step("starting the simulated Microsoft cloud and its DNS (scpsim cloudsim)")
+	c, r, err := d.start(ctx, "cloudsim", selfBin(), "cloudsim", "-dir", filepath.Join(d.dir, "cloud"))
 	if err != nil {
 		return err
 	}
@@ -171,7 +194,7 @@ func (d *demo) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	c, r, err = d.start(ctx, "gateway", "serve", "-config", cfgFile, "-ready-json")
+	c, r, err = d.start(ctx, "gateway", d.scpgate, "serve", "-config", cfgFile, "-ready-json")
 	if err != nil {
 		return err
 	}
@@ -198,9 +221,9 @@ func (d *demo) run(ctx context.Context) error {
 	tw.Flush()
 
 	d.step("why was manage.microsoft.com refused? (scpgate policy explain)")
-	var explain strings.Builder
-	run([]string{"policy", "explain", "-policy", filepath.Join(d.dir, "endpoints.yaml"), "manage.microsoft.com:443"}, strings.NewReader(""), &explain, &explain)
-	fmt.Fprint(d.out, explain.String())
+	// Exit 1 is the answer "deny", not a failure.
+	explain, _ := exec.CommandContext(ctx, d.scpgate, "policy", "explain", "-policy", filepath.Join(d.dir, "endpoints.yaml"), "manage.microsoft.com:443").CombinedOutput()
+	fmt.Fprint(d.out, string(explain))
 
 	// Stop the gateway first: the audit log is complete (flushed and fsynced) once it exited.
 	if err := d.stop(); err != nil {
@@ -429,4 +452,13 @@ func fileSHA256(path string) (string, error) {
 	}
 	sum := sha256.Sum256(data)
 	return hex.EncodeToString(sum[:]), nil
+}
+
+// selfBin is this binary, for the cloudsim child.
+func selfBin() string {
+	self, err := os.Executable()
+	if err != nil {
+		return os.Args[0]
+	}
+	return self
 }

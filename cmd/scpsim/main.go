@@ -1,0 +1,50 @@
+// Command scpsim is the development binary that runs the simulated world: the simulated
+// Microsoft cloud with its DNS (cloudsim) and the whole story on one machine (demo). It is kept
+// apart from scpgate so that the product binary links no simulator and no test CA.
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+)
+
+const usage = `scpsim — the simulated Microsoft cloud and the demo (development only)
+
+Usage:
+  scpsim cloudsim -dir DIR     run the simulated Microsoft cloud and its DNS on loopback
+  scpsim demo [-keep]          the whole story on one machine (needs root for :443);
+                               runs the scpgate binary found next to this one (or -scpgate PATH)
+
+Run 'scpsim COMMAND -h' for a command's flags.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// Exit codes shared by every subcommand.
+const (
+	exitOK    = 0
+	exitFail  = 1
+	exitUsage = 2
+)
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitUsage
+	}
+	switch args[0] {
+	case "cloudsim":
+		return cmdCloudsim(args[1:], stdout, stderr)
+	case "demo":
+		return cmdDemo(args[1:], stdout, stderr)
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	default:
+		fmt.Fprintf(stderr, "scpsim: unknown command %q\n\n%s", args[0], usage)
+		return exitUsage
+	}
+}
