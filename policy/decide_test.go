@@ -476,8 +476,19 @@ func TestReasons(t *testing.T) {
 		}
 		seen[r] = true
 	}
-	if len(seen) != 19 { // 18 + path_not_allowed
-		t.Errorf("%d reasons, want 19", len(seen))
+	if len(seen) != len(reasonTable) || len(seen) < 19 {
+		t.Errorf("%d distinct reasons, %d rows in the table", len(seen), len(reasonTable))
+	}
+	for _, r := range Reasons() {
+		if st := r.Status(); st < 400 || st > 599 {
+			t.Errorf("%s: status %d is not an error status", r, st)
+		}
+		if r.Message("h:1") == "" || r.Description() == "" {
+			t.Errorf("%s: message or description missing", r)
+		}
+	}
+	if got := ReasonNoRule.Message("www.example.com:443"); got != "www.example.com:443 is not on the allow-list" {
+		t.Errorf("message %q", got)
 	}
 	if ModeReport.String() != "report" || SNIOff.String() != "off" {
 		t.Error("String methods")
