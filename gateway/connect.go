@@ -2,28 +2,44 @@ package gateway
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"net"
 	"net/http"
-	"strconv"
 	"time"
 
+	"github.com/scpgate/scpgate/gateway/audit"
 	"github.com/scpgate/scpgate/gateway/sni"
 	"github.com/scpgate/scpgate/policy"
 )
 
-// connectEstablished is the answer to an allowed CONNECT. It carries no headers so that a client
-// that pipelined its first TLS bytes reads exactly this line and then the server's bytes.
-const connectEstablished = "HTTP/1.1 200 Connection established\r\n\r\n"
+// established is the answer to an allowed CONNECT: the status line, the connection id (the
+// audit record's, so a client can match the two) and any header the authenticator asked for.
+// No body: a client that pipelined its first TLS bytes reads this head, then the server's bytes.
+func established(connID string, authHeader http.Header) []byte {
+	b := make([]byte, 0, 96)
+	b = append(b, "HTTP/1.1 200 Connection established\r\nX-Scpgate-Conn: "...)
+	b = append(b, connID...)
+	b = append(b, "\r\n"...)
+	for k, vs := range authHeader {
+		for _, v := range vs {
+			b = append(b, k...)
+			b = append(b, ": "...)
+			b = append(b, v...)
+			b = append(b, "\r\n"...)
+		}
+	}
+	return append(b, "\r\n"...)
+}
 
 func (g *Gateway) handleConnect(w http.ResponseWriter, r *http.Request, ex *exchange) {
 	// CONNECT must use authority-form (RFC 9110 §9.3.6): "host:port" and nothing else.
 	if r.URL == nil || r.URL.Host == "" || r.URL.Path != "" || r.URL.Scheme != "" || r.URL.RawQuery != "" {
-		g.refuse(w, ex, http.StatusBadRequest, policy.ReasonBadRequest, "CONNECT needs a host:port target")
+		g.refuse(w, ex, refusal{reason: policy.ReasonBadRequest, detail: "CONNECT needs a host:port target"})
 		return
 	}
-	host, port, d, ok := g.decideTarget(w, ex, r.URL.Host, 0, http.MethodConnect, "")
+	host, port, d, ok := g.decideTarget(w, ex, http.MethodConnect, "")
 	if !ok {
 		return
 	}
@@ -40,7 +56,7 @@ func (g *Gateway) handleConnect(w http.ResponseWriter, r *http.Request, ex *exch
 	t := newTunnel(upstream, g.opts.Timeouts.Idle, g.opts.Timeouts.Lifetime)
 	if !g.track(t) {
 		_ = upstream.Close()
-		g.refuse(w, ex, http.StatusServiceUnavailable, policy.ReasonDraining, "the gateway is shutting down; retry on another instance")
+		g.refuse(w, ex, refusal{reason: policy.ReasonDraining})
 		return
 	}
 	defer g.untrack(t)
@@ -49,14 +65,14 @@ func (g *Gateway) handleConnect(w http.ResponseWriter, r *http.Request, ex *exch
 	if err != nil {
 		_ = upstream.Close()
 		g.log.Error("hijack failed", "conn_id", ex.rec.ConnID, "err", err)
-		ex.rec.Event = "close"
+		ex.rec.Event = audit.EventClose
 		g.finish(ex, http.StatusInternalServerError)
 		return
 	}
-	if _, err := client.Write([]byte(connectEstablished)); err != nil {
+	if _, err := client.Write(established(ex.rec.ConnID, ex.authHeader)); err != nil {
 		_ = client.Close()
 		_ = upstream.Close()
-		ex.rec.Event = "close"
+		ex.rec.Event = audit.EventClose
 		g.finish(ex, http.StatusOK)
 		return
 	}
@@ -73,7 +89,7 @@ func (g *Gateway) handleConnect(w http.ResponseWriter, r *http.Request, ex *exch
 		g.opts.Observer.TunnelClosed()
 		g.finish(ex, http.StatusOK)
 	}
-	ex.rec.Event = "close"
+	ex.rec.Event = audit.EventClose
 	ex.rec.Status = http.StatusOK
 
 	// IP-literal destinations cannot carry a server name (RFC 6066), so only names are checked.
@@ -82,11 +98,15 @@ func (g *Gateway) handleConnect(w http.ResponseWriter, r *http.Request, ex *exch
 		ex.rec.SNI = serverName
 		if err != nil || serverName != host.Name {
 			if d.Mode == policy.ModeReport {
-				ex.rec.Decision, ex.rec.Reason = "would_deny", string(policy.ReasonSNIMismatch)
+				ex.rec.Decision, ex.rec.Reason = audit.DecisionWouldDeny, string(policy.ReasonSNIMismatch)
 			} else {
 				// Nothing was sent upstream: the TCP connection is closed unused.
-				g.log.Info("tunnel cut: SNI does not match CONNECT host", "conn_id", ex.rec.ConnID, "host", host.Name, "sni", serverName, "err", err)
-				ex.rec.Decision, ex.rec.Reason = "deny", string(policy.ReasonSNIMismatch)
+				args := []any{"conn_id", ex.rec.ConnID, "host", host.Name, "sni", serverName}
+				if err != nil {
+					args = append(args, "err", err)
+				}
+				g.log.Info("tunnel cut: SNI does not match CONNECT host", args...)
+				ex.rec.Decision, ex.rec.Reason = audit.DecisionDeny, string(policy.ReasonSNIMismatch)
 				// bytes_up stays 0: the ClientHello never went upstream.
 				t.close()
 				_ = client.Close()
@@ -115,18 +135,20 @@ func (g *Gateway) readClientHello(client net.Conn, early []byte) ([]byte, string
 
 // decideTarget parses the request's target and asks the policy; it answers the request itself
 // (400 or the denial's status) and returns false when the request goes no further.
-func (g *Gateway) decideTarget(w http.ResponseWriter, ex *exchange, authority string, defaultPort uint16, method, path string) (policy.Host, uint16, policy.Decision, bool) {
-	host, port, err := splitTarget(authority, defaultPort)
+func (g *Gateway) decideTarget(w http.ResponseWriter, ex *exchange, method, path string) (policy.Host, uint16, policy.Decision, bool) {
+	host, port, err := splitTarget(ex.target, ex.defaultPort)
 	if err != nil {
-		ex.rec.Host = authority
-		g.refuse(w, ex, http.StatusBadRequest, policy.ReasonInvalidHost, "invalid target: "+err.Error())
+		g.refuse(w, ex, refusal{reason: policy.ReasonInvalidHost, detail: err.Error()})
 		return policy.Host{}, 0, policy.Decision{}, false
 	}
 	ex.rec.Host, ex.rec.Port = host.String(), port
 	d := g.policy.Load().Decide(g.request(ex, host, port, method, path))
 	ex.applyDecision(d)
 	if !d.Allow {
-		g.refuse(w, ex, statusFor(d.Reason), d.Reason, denialMessage(host, port, d))
+		if d.Reason == policy.ReasonAuthRequired {
+			g.opts.Observer.AuthResult("required")
+		}
+		g.refuse(w, ex, refusal{reason: d.Reason})
 		return policy.Host{}, 0, d, false
 	}
 	return host, port, d, true
@@ -134,34 +156,19 @@ func (g *Gateway) decideTarget(w http.ResponseWriter, ex *exchange, authority st
 
 // refuseUpstream answers a failure to reach an allowed destination.
 func (g *Gateway) refuseUpstream(w http.ResponseWriter, ex *exchange, err error) {
-	var ue *upstreamError
-	if !errors.As(err, &ue) {
-		ue = &upstreamError{reason: policy.ReasonUpstreamRefused, msg: "the destination could not be reached", err: err}
-	}
+	ue := asUpstreamError(err)
 	g.log.Info("upstream failure", "conn_id", ex.rec.ConnID, "host", ex.rec.Host, "port", ex.rec.Port, "reason", ue.reason, "err", ue.err)
-	g.refuse(w, ex, statusFor(ue.reason), ue.reason, ue.msg)
+	g.refuse(w, ex, refusal{reason: ue.reason})
 }
 
-func denialMessage(host policy.Host, port uint16, d policy.Decision) string {
-	target := net.JoinHostPort(host.String(), strconv.Itoa(int(port)))
-	switch d.Reason {
-	case policy.ReasonNoRule:
-		return target + " is not on the allow-list"
-	case policy.ReasonPortNotAllowed:
-		return target + ": port " + strconv.Itoa(int(port)) + " is not allowed for this host"
-	case policy.ReasonDeniedPattern:
-		return target + " is explicitly denied"
-	case policy.ReasonIPLiteral:
-		return target + ": IP addresses are not allowed as destinations; use the host name"
-	case policy.ReasonMethodNotAllowed:
-		return target + ": this method is not allowed for this host"
-	case policy.ReasonAuthRequired:
-		return "proxy authentication required"
-	case policy.ReasonUserNotAllowed:
-		return target + " is not allowed for this user"
-	case policy.ReasonPathNotAllowed:
-		return target + ": this path is not allowed for this host"
-	default:
-		return target + " is not allowed"
+// asUpstreamError gives any dial or transport failure its reason.
+func asUpstreamError(err error) *upstreamError {
+	var ue *upstreamError
+	if errors.As(err, &ue) {
+		return ue
 	}
+	if isTimeout(err) || errors.Is(err, context.DeadlineExceeded) {
+		return &upstreamError{reason: policy.ReasonUpstreamTimeout, err: err}
+	}
+	return &upstreamError{reason: policy.ReasonUpstreamRefused, err: err}
 }

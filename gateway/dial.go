@@ -13,14 +13,14 @@ import (
 	"github.com/scpgate/scpgate/policy"
 )
 
-// upstreamError is a failure to reach the destination, with what the client is told.
+// upstreamError is a failure to reach the destination: the reason the client is told, and the
+// cause, which only the log sees.
 type upstreamError struct {
 	reason policy.Reason
-	msg    string // safe to show the client
-	err    error  // for the log only
+	err    error
 }
 
-func (e *upstreamError) Error() string { return e.msg + ": " + e.err.Error() }
+func (e *upstreamError) Error() string { return string(e.reason) + ": " + e.err.Error() }
 func (e *upstreamError) Unwrap() error { return e.err }
 
 // dialVetted resolves host (once), vets every address, and dials the vetted addresses in
@@ -37,12 +37,7 @@ func (g *Gateway) dialVetted(ctx context.Context, host policy.Host, port uint16)
 		// One refused address refuses the destination: a name that mixes public and internal
 		// answers is exactly what a rebinding attack looks like.
 		if err := g.opts.Guard.Check(ap); err != nil {
-			var de *netguard.DeniedError
-			msg := "the destination resolves to an address the gateway does not reach"
-			if errors.As(err, &de) && de.Class == netguard.ClassOwnListener {
-				msg = "the destination is the gateway itself"
-			}
-			return nil, ap, &upstreamError{reason: policy.ReasonPrivateAddress, msg: msg, err: err}
+			return nil, ap, &upstreamError{reason: policy.ReasonPrivateAddress, err: err}
 		}
 		targets = append(targets, ap)
 	}
@@ -70,10 +65,10 @@ func (g *Gateway) resolve(ctx context.Context, host policy.Host) ([]netip.Addr, 
 	defer cancel()
 	addrs, err := g.opts.Resolver.LookupNetIP(rctx, host.Name)
 	if err != nil {
-		return nil, &upstreamError{reason: policy.ReasonDNSFailure, msg: "the destination name could not be resolved", err: err}
+		return nil, &upstreamError{reason: policy.ReasonDNSFailure, err: err}
 	}
 	if len(addrs) == 0 {
-		return nil, &upstreamError{reason: policy.ReasonDNSFailure, msg: "the destination name has no address", err: errors.New("empty answer")}
+		return nil, &upstreamError{reason: policy.ReasonDNSFailure, err: errors.New("empty answer")}
 	}
 	return addrs, nil
 }
@@ -82,13 +77,13 @@ func classifyDialError(err error) error {
 	var de *netguard.DeniedError
 	switch {
 	case errors.As(err, &de):
-		return &upstreamError{reason: policy.ReasonPrivateAddress, msg: "the destination address is not reachable through the gateway", err: err}
+		return &upstreamError{reason: policy.ReasonPrivateAddress, err: err}
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded), isTimeout(err):
-		return &upstreamError{reason: policy.ReasonUpstreamTimeout, msg: "the destination did not answer in time", err: err}
+		return &upstreamError{reason: policy.ReasonUpstreamTimeout, err: err}
 	case errors.Is(err, syscall.ECONNREFUSED):
-		return &upstreamError{reason: policy.ReasonUpstreamRefused, msg: "the destination refused the connection", err: err}
+		return &upstreamError{reason: policy.ReasonUpstreamRefused, err: err}
 	default:
-		return &upstreamError{reason: policy.ReasonUpstreamRefused, msg: "the destination could not be reached", err: err}
+		return &upstreamError{reason: policy.ReasonUpstreamRefused, err: err}
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 
 	"github.com/elazarl/goproxy"
 
+	"github.com/scpgate/scpgate/gateway/audit"
 	"github.com/scpgate/scpgate/policy"
 )
 
@@ -28,7 +29,7 @@ func (g *Gateway) newTransport() *http.Transport {
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			host, port, err := splitTarget(addr, 0)
 			if err != nil {
-				return nil, &upstreamError{reason: policy.ReasonInvalidHost, msg: "invalid destination", err: err}
+				return nil, &upstreamError{reason: policy.ReasonInvalidHost, err: err}
 			}
 			conn, _, err := g.dialVetted(ctx, host, port)
 			return conn, err
@@ -44,13 +45,10 @@ func (g *Gateway) newTransport() *http.Transport {
 	}
 }
 
-type forwardStateKey struct{}
-
-// forwardState carries what goproxy's callbacks learn back to the audit record.
-type forwardState struct {
-	ex       *exchange
-	upstream *upstreamError
-}
+// upstreamFailureHeader marks the response goproxy's response hook makes of an upstream failure.
+// forwardWriter turns it into the gateway's refusal; the hook removes it (and every other
+// X-Scpgate- header) from real upstream responses, so an origin cannot forge a refusal.
+const upstreamFailureHeader = "X-Scpgate-Upstream-Failure"
 
 func (g *Gateway) newForwarder() *goproxy.ProxyHttpServer {
 	px := goproxy.NewProxyHttpServer()
@@ -60,36 +58,30 @@ func (g *Gateway) newForwarder() *goproxy.ProxyHttpServer {
 	px.Verbose = false
 	px.KeepAcceptEncoding = true // the transport does not decompress, so the client's choice stands
 	// goproxy writes the transport's error text to the client with status 500 when a response is
-	// nil; answer with our own status and a fixed message instead.
+	// nil; this hook hands the failure to the refusal path instead.
 	px.OnResponse().DoFunc(func(resp *http.Response, ctx *goproxy.ProxyCtx) *http.Response {
 		// A 101 would make goproxy hijack the client connection and relay raw bytes: a tunnel
 		// outside the CONNECT path (no idle timeout, no audit), and a panic on our writer,
 		// which cannot hijack. Plain HTTP forwarding carries plain HTTP only.
 		if resp != nil && resp.StatusCode == http.StatusSwitchingProtocols {
 			_ = resp.Body.Close()
-			ctx.Error = &upstreamError{reason: policy.ReasonUpstreamRefused, msg: "the destination tried to switch protocols; only plain HTTP is forwarded", err: errors.New("upstream answered 101 Switching Protocols")}
+			ctx.Error = &upstreamError{reason: policy.ReasonUpstreamRefused, err: errors.New("upstream answered 101 Switching Protocols; only plain HTTP is forwarded")}
 			resp = nil
 		}
 		if resp != nil {
+			for k := range resp.Header {
+				if strings.HasPrefix(k, "X-Scpgate-") {
+					delete(resp.Header, k)
+				}
+			}
 			return resp
 		}
-		st, _ := ctx.Req.Context().Value(forwardStateKey{}).(*forwardState)
-		var ue *upstreamError
-		if !errors.As(ctx.Error, &ue) {
-			reason := policy.ReasonUpstreamRefused
-			msg := "the destination could not be reached"
-			if isTimeout(ctx.Error) || errors.Is(ctx.Error, context.DeadlineExceeded) {
-				reason, msg = policy.ReasonUpstreamTimeout, "the destination did not answer in time"
-			}
-			ue = &upstreamError{reason: reason, msg: msg, err: ctx.Error}
-		}
-		if st != nil {
-			st.upstream = ue
-		}
+		ue := asUpstreamError(ctx.Error)
 		g.log.Info("upstream failure", "host", ctx.Req.URL.Host, "reason", ue.reason, "err", ue.err)
-		out := goproxy.NewResponse(ctx.Req, "text/plain; charset=utf-8", statusFor(ue.reason), "scpgate: "+ue.msg+" ("+string(ue.reason)+")\n")
-		out.Header.Set("X-Scpgate-Reason", string(ue.reason))
-		return out
+		return &http.Response{
+			StatusCode: ue.reason.Status(), ProtoMajor: 1, ProtoMinor: 1, Request: ctx.Req,
+			Header: http.Header{upstreamFailureHeader: {string(ue.reason)}}, Body: http.NoBody,
+		}
 	})
 	return px
 }
@@ -98,43 +90,43 @@ func (g *Gateway) newForwarder() *goproxy.ProxyHttpServer {
 // method on that host and port.
 func (g *Gateway) handleForward(w http.ResponseWriter, r *http.Request, ex *exchange) {
 	if !r.URL.IsAbs() || r.URL.Host == "" {
-		g.refuse(w, ex, http.StatusBadRequest, policy.ReasonBadRequest, "this is a forward proxy: send absolute-form requests or CONNECT")
+		g.refuse(w, ex, refusal{reason: policy.ReasonBadRequest, detail: "this is a forward proxy: send absolute-form requests or CONNECT"})
 		return
 	}
 	if !strings.EqualFold(r.URL.Scheme, "http") {
-		g.refuse(w, ex, http.StatusBadRequest, policy.ReasonBadRequest, "only http:// URLs are forwarded; use CONNECT for TLS")
+		g.refuse(w, ex, refusal{reason: policy.ReasonBadRequest, detail: "only http:// URLs are forwarded; use CONNECT for TLS"})
 		return
 	}
-	if _, _, _, ok := g.decideTarget(w, ex, r.URL.Host, 80, r.Method, canonicalPath(r.URL)); !ok {
+	if _, _, _, ok := g.decideTarget(w, ex, r.Method, canonicalPath(r.URL)); !ok {
 		return
 	}
 
 	// Credentials for the gateway are never the origin's business.
 	r.Header.Del("Proxy-Authorization")
-	st := &forwardState{ex: ex}
 	trace := &httptrace.ClientTrace{GotConn: func(info httptrace.GotConnInfo) {
 		ex.rec.Address = info.Conn.RemoteAddr().String()
 	}}
-	ctx := context.WithValue(httptrace.WithClientTrace(r.Context(), trace), forwardStateKey{}, st)
-	cw := &countingWriter{ResponseWriter: w}
-	r = r.WithContext(ctx)
+	fw := &forwardWriter{ResponseWriter: w, g: g, ex: ex}
+	r = r.WithContext(httptrace.WithClientTrace(r.Context(), trace))
 	// Only a real body is wrapped: a wrapped http.NoBody would make the transport probe it.
 	var up *countingBody
 	if r.Body != nil && r.Body != http.NoBody {
 		up = &countingBody{ReadCloser: r.Body}
 		r.Body = up
 	}
-	g.forward.ServeHTTP(cw, r)
-
+	for k, vs := range ex.authHeader {
+		w.Header()[k] = vs
+	}
+	g.forward.ServeHTTP(fw, r)
+	if fw.refused {
+		return // the refusal was audited
+	}
 	if up != nil {
 		ex.rec.BytesUp = up.n
 	}
-	ex.rec.BytesDown = cw.n
-	ex.rec.Event = "close"
-	if st.upstream != nil {
-		ex.rec.Reason = string(st.upstream.reason)
-	}
-	g.finish(ex, cw.status)
+	ex.rec.BytesDown = fw.n
+	ex.rec.Event = audit.EventClose
+	g.finish(ex, fw.status)
 }
 
 // canonicalPath is the request path as the policy's path limits see it: the escaped path only if
@@ -157,22 +149,38 @@ func canonicalPath(u *url.URL) string {
 	return p
 }
 
-type countingWriter struct {
+// forwardWriter is the client side of a forwarded request: it counts what goes down, and turns
+// the response goproxy made of an upstream failure into the gateway's refusal.
+type forwardWriter struct {
 	http.ResponseWriter
-	status int
-	n      int64
+	g       *Gateway
+	ex      *exchange
+	status  int
+	n       int64
+	refused bool
 }
 
-func (c *countingWriter) WriteHeader(code int) {
-	if c.status == 0 {
-		c.status = code
+func (c *forwardWriter) WriteHeader(code int) {
+	if c.status != 0 {
+		return
+	}
+	c.status = code
+	h := c.ResponseWriter.Header()
+	if reason := h.Get(upstreamFailureHeader); reason != "" {
+		h.Del(upstreamFailureHeader)
+		c.refused = true
+		c.g.refuse(c.ResponseWriter, c.ex, refusal{reason: policy.Reason(reason)})
+		return
 	}
 	c.ResponseWriter.WriteHeader(code)
 }
 
-func (c *countingWriter) Write(p []byte) (int, error) {
+func (c *forwardWriter) Write(p []byte) (int, error) {
 	if c.status == 0 {
-		c.status = http.StatusOK
+		c.WriteHeader(http.StatusOK)
+	}
+	if c.refused {
+		return len(p), nil // goproxy copying the failure's empty body
 	}
 	n, err := c.ResponseWriter.Write(p)
 	c.n += int64(n)
@@ -180,7 +188,7 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 }
 
 // Unwrap lets http.ResponseController reach Flush on the real writer.
-func (c *countingWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }
+func (c *forwardWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }
 
 type countingBody struct {
 	io.ReadCloser

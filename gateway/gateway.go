@@ -17,7 +17,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -58,7 +57,8 @@ func (noopObserver) AuthResult(string) {}
 // DialFunc dials a vetted address. Tests replace it to prove a dial never happens.
 type DialFunc func(ctx context.Context, network, address string) (net.Conn, error)
 
-// Options are everything a Gateway needs; New fills in defaults for zero fields.
+// Options are everything a Gateway needs. New fills in a default for every zero field, one by
+// one (a partly filled Timeouts gets the default for each field it leaves out).
 type Options struct {
 	Policy   *policy.Policy
 	Resolver Resolver
@@ -69,8 +69,8 @@ type Options struct {
 	Limits   Limits
 	// Dial replaces the default dialer (which re-checks every address with Guard).
 	Dial DialFunc
-	// Auth, if set, turns on proxy authentication.
-	Auth *proxyauth.Authenticator
+	// Auth, if set, turns on proxy authentication: a 407 carries its challenges.
+	Auth proxyauth.Authenticator
 	// RateLimit, if set, bounds requests per client address.
 	RateLimit *limits.RateLimiter
 	// Observer is told about tunnels and authentication results.
@@ -118,13 +118,8 @@ func New(opts Options) (*Gateway, error) {
 	if opts.Observer == nil {
 		opts.Observer = noopObserver{}
 	}
-	def := Defaults()
-	if opts.Timeouts == (Timeouts{}) {
-		opts.Timeouts = def.Timeouts
-	}
-	if opts.Limits == (Limits{}) {
-		opts.Limits = def.Limits
-	}
+	opts.Timeouts = opts.Timeouts.withDefaults()
+	opts.Limits = opts.Limits.withDefaults()
 	var prefix [4]byte
 	_, _ = rand.Read(prefix[:])
 	g := &Gateway{
@@ -264,22 +259,22 @@ func (g *Gateway) untrack(t *tunnel) {
 	g.tunnelWG.Done()
 }
 
-// ServeHTTP routes CONNECT to the tunnel path and everything else to plain forwarding.
+// ServeHTTP is the request path, top to bottom: draining, rate limit, authentication, then
+// CONNECT (parse, decide, resolve and vet, dial, SNI, splice) or plain HTTP forwarding. Every
+// refusal on the way goes through refuse.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ex := g.newExchange(r)
 	if g.draining.Load() {
-		g.refuse(w, ex, http.StatusServiceUnavailable, policy.ReasonDraining, "the gateway is shutting down; retry on another instance")
+		g.refuse(w, ex, refusal{reason: policy.ReasonDraining})
 		return
 	}
-	client := remoteAddr(r)
 	if rl := g.opts.RateLimit; rl != nil {
-		if ok, retry := rl.Allow(client); !ok {
-			w.Header().Set("Retry-After", retryAfterSeconds(retry))
-			g.refuse(w, ex, http.StatusTooManyRequests, policy.ReasonRateLimited, "too many requests from this address; retry later")
+		if ok, retry := rl.Allow(ex.clientIP); !ok {
+			g.refuse(w, ex, refusal{reason: policy.ReasonRateLimited, retryAfter: retry})
 			return
 		}
 	}
-	if !g.authenticate(w, r, ex, client) {
+	if !g.authenticate(w, r, ex) {
 		return
 	}
 	if r.Method == http.MethodConnect {
@@ -289,37 +284,35 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	g.handleForward(w, r, ex)
 }
 
-// authenticate checks Proxy-Authorization when authentication is on. A request without
-// credentials goes on as anonymous: the policy answers auth_required (407) unless the group is
-// anonymous. Wrong credentials are 407 at once; a locked-out address is 429 with Retry-After.
-// It returns false when it has answered the request.
-func (g *Gateway) authenticate(w http.ResponseWriter, r *http.Request, ex *exchange, client netip.Addr) bool {
+// authenticate asks the authenticator when authentication is on. A request without credentials
+// goes on as anonymous: the policy answers auth_required (407) unless the group is anonymous.
+// Wrong credentials are 407 at once; a locked-out address is 429 with Retry-After. It returns
+// false when it has answered the request.
+func (g *Gateway) authenticate(w http.ResponseWriter, r *http.Request, ex *exchange) bool {
 	a := g.opts.Auth
 	if a == nil {
 		return true
 	}
-	header := r.Header.Get("Proxy-Authorization")
-	if header == "" {
-		return true
-	}
-	res := a.Check(client, header)
+	o := a.Authenticate(r, ex.clientIP)
+	ex.rec.User = o.User // verified, or the name that was tried (never a password)
 	switch {
-	case res.OK:
+	case o.OK:
 		g.opts.Observer.AuthResult("ok")
-		ex.rec.User = res.User
+		ex.authHeader = o.Header
 		return true
-	case res.Reason == string(policy.ReasonRateLimited):
+	case o.Reason == policy.ReasonAuthRequired:
+		return true
+	case o.Reason == policy.ReasonLockedOut:
 		g.opts.Observer.AuthResult("locked_out")
-		w.Header().Set("Retry-After", retryAfterSeconds(res.RetryAfter))
-		g.refuse(w, ex, http.StatusTooManyRequests, policy.ReasonRateLimited, "too many failed logins from this address; retry later")
+		g.refuse(w, ex, refusal{reason: policy.ReasonLockedOut, retryAfter: o.RetryAfter})
 	default:
 		g.opts.Observer.AuthResult("failed")
 		// Repeated failures are slowed before the lockout: a password guesser gets fewer tries
 		// per connection slot, a user with a typo hardly notices.
-		if d := failureDelay(res.Failures); d > 0 {
+		if d := failureDelay(o.Failures); d > 0 {
 			g.wait(r.Context(), d)
 		}
-		g.refuse(w, ex, http.StatusProxyAuthRequired, policy.ReasonAuthFailed, "proxy credentials were not accepted")
+		g.refuse(w, ex, refusal{reason: policy.ReasonAuthFailed})
 	}
 	return false
 }
@@ -346,104 +339,6 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 // request is the policy question for this exchange; path is "" for CONNECT.
 func (g *Gateway) request(ex *exchange, host policy.Host, port uint16, method, path string) policy.Request {
 	return policy.Request{Host: host, Port: port, Method: method, Path: path, User: ex.rec.User, AuthEnabled: g.opts.Auth != nil}
-}
-
-func remoteAddr(r *http.Request) netip.Addr {
-	ap, err := netip.ParseAddrPort(r.RemoteAddr)
-	if err != nil {
-		return netip.Addr{}
-	}
-	return ap.Addr().Unmap()
-}
-
-func retryAfterSeconds(d time.Duration) string {
-	secs := int64((d + time.Second - 1) / time.Second)
-	return strconv.FormatInt(max(secs, 1), 10)
-}
-
-// exchange is one proxied request: what the audit line will say about it.
-type exchange struct {
-	start time.Time
-	rec   audit.Record
-}
-
-func (g *Gateway) newExchange(r *http.Request) *exchange {
-	now := time.Now()
-	return &exchange{start: now, rec: audit.Record{
-		Time:   now.UTC(),
-		ConnID: g.idPrefix + "-" + strconv.FormatUint(g.connSeq.Add(1), 10),
-		Client: r.RemoteAddr,
-		Method: r.Method,
-	}}
-}
-
-func (ex *exchange) applyDecision(d policy.Decision) {
-	ex.rec.Group = d.Group
-	ex.rec.Pattern = d.Pattern
-	ex.rec.Mode = string(d.Mode)
-	ex.rec.Reason = string(d.Reason)
-	switch {
-	case d.Allow && d.WouldDeny:
-		ex.rec.Decision = "would_deny"
-	case d.Allow:
-		ex.rec.Decision = "allow"
-	default:
-		ex.rec.Decision = "deny"
-	}
-}
-
-func (g *Gateway) finish(ex *exchange, status int) {
-	ex.rec.Status = status
-	ex.rec.DurationMS = float64(time.Since(ex.start).Microseconds()) / 1000
-	g.opts.Audit.Write(ex.rec)
-}
-
-// refuse answers with an error status before any upstream byte moved, and audits the decision.
-// The body is short and fixed: internal error text never reaches the client.
-func (g *Gateway) refuse(w http.ResponseWriter, ex *exchange, status int, reason policy.Reason, msg string) {
-	h := w.Header()
-	h.Set("Content-Type", "text/plain; charset=utf-8")
-	h.Set("X-Scpgate-Reason", string(reason))
-	h.Set("Cache-Control", "no-store")
-	h.Set("Connection", "close")
-	if status == http.StatusProxyAuthRequired {
-		challenge := `Basic realm="scpgate"`
-		if g.opts.Auth != nil {
-			challenge = g.opts.Auth.Challenge()
-		}
-		h.Set("Proxy-Authenticate", challenge)
-		if reason == policy.ReasonAuthRequired {
-			g.opts.Observer.AuthResult("required")
-		}
-	}
-	w.WriteHeader(status)
-	_, _ = fmt.Fprintf(w, "scpgate: %s (%s)\n", msg, reason)
-	ex.rec.Decision = "deny"
-	ex.rec.Reason = string(reason)
-	ex.rec.Event = "decision"
-	g.finish(ex, status)
-}
-
-// statusFor maps a denial reason to the HTTP status the client gets.
-func statusFor(r policy.Reason) int {
-	switch r {
-	case policy.ReasonAuthRequired, policy.ReasonAuthFailed:
-		return http.StatusProxyAuthRequired
-	case policy.ReasonMethodNotAllowed:
-		return http.StatusMethodNotAllowed
-	case policy.ReasonBadRequest, policy.ReasonInvalidHost:
-		return http.StatusBadRequest
-	case policy.ReasonRateLimited, policy.ReasonTooManyConnections:
-		return http.StatusTooManyRequests
-	case policy.ReasonDNSFailure, policy.ReasonUpstreamRefused:
-		return http.StatusBadGateway
-	case policy.ReasonUpstreamTimeout:
-		return http.StatusGatewayTimeout
-	case policy.ReasonDraining:
-		return http.StatusServiceUnavailable
-	default:
-		return http.StatusForbidden
-	}
 }
 
 type discardAudit struct{}

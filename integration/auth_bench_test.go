@@ -15,8 +15,8 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
-	"github.com/scpgate/scpgate/gateway"
 	"github.com/scpgate/scpgate/gateway/proxyauth"
+	"github.com/scpgate/scpgate/gateway/server"
 	"github.com/scpgate/scpgate/sim/dnssim"
 )
 
@@ -24,7 +24,7 @@ import (
 // that reads exactly these bytes has its tunnel.
 const connectOK = "HTTP/1.1 200 Connection established\r\n\r\n"
 
-// benchGateway is a full gateway.Server with authentication on, in front of a loopback TCP
+// benchGateway is a full server.Server with authentication on, in front of a loopback TCP
 // origin that accepts and closes. The harness's world needs a *testing.T, so benchmarks build
 // their own.
 type benchGateway struct {
@@ -92,7 +92,7 @@ groups:
 	}
 	b.Cleanup(func() { dcancel(); _ = dns.Close() })
 
-	cfg := gateway.Defaults()
+	cfg := server.Defaults()
 	cfg.Listen = []string{"127.0.0.1:0"}
 	cfg.Admin = ""
 	cfg.Policy = policyFile
@@ -109,7 +109,7 @@ groups:
 	cfg.Watch = &watch
 
 	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := gateway.NewServer(ctx, cfg, logger)
+	srv, err := server.New(ctx, cfg, logger)
 	if err != nil {
 		cancel()
 		b.Fatal(err)

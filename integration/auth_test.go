@@ -20,8 +20,9 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
-	"github.com/scpgate/scpgate/gateway"
 	"github.com/scpgate/scpgate/gateway/proxyauth"
+	"github.com/scpgate/scpgate/gateway/server"
+	"github.com/scpgate/scpgate/gateway/tlslisten"
 	"github.com/scpgate/scpgate/sim/pebblesim"
 	"github.com/scpgate/scpgate/sim/testca"
 )
@@ -78,7 +79,7 @@ type authProc struct {
 // authGateway starts a gateway with a TLS proxy listener whose certificate comes from static
 // files issued by the world's CA (for 127.0.0.1 and a name), and an htpasswd file holding alice
 // and bob. adjust runs after that setup, so a test can change limits or the certificate source.
-func (w *world) authGateway(policyText string, adjust func(*gateway.Config), allowRanges ...string) *authProc {
+func (w *world) authGateway(policyText string, adjust func(*server.Config), allowRanges ...string) *authProc {
 	w.t.Helper()
 	cert, err := w.ca.Issue("127.0.0.1", "proxy.scpgate.test")
 	if err != nil {
@@ -91,7 +92,7 @@ func (w *world) authGateway(policyText string, adjust func(*gateway.Config), all
 	htpasswd := filepath.Join(w.dir, "htpasswd")
 	setUser(w.t, htpasswd, "alice", "alice-pw")
 	setUser(w.t, htpasswd, "bob", "bob-pw")
-	p := w.gatewayWith(policyText, func(c *gateway.Config) {
+	p := w.gatewayWith(policyText, func(c *server.Config) {
 		c.TLSListen = []string{"127.0.0.1:0"}
 		c.TLS.CertFile, c.TLS.KeyFile = certFile, keyFile
 		c.Auth.Htpasswd = htpasswd
@@ -392,10 +393,10 @@ func TestProxyAuthLockout(t *testing.T) {
 	const lockout = 2 * time.Second
 	w := newWorld(t)
 	o := w.origin("go.microsoft.com")
-	gw := w.authGateway(authPolicy(0), func(c *gateway.Config) {
-		c.Auth.MaxFailures = 3
-		c.Auth.FailureWindow = time.Minute
-		c.Auth.Lockout = lockout
+	gw := w.authGateway(authPolicy(0), func(c *server.Config) {
+		c.Auth.Lockout.MaxFailures = 3
+		c.Auth.Lockout.FailureWindow = time.Minute
+		c.Auth.Lockout.Lockout = lockout
 	}, netip.PrefixFrom(o.addr.Addr(), 32).String())
 	const target = "https://go.microsoft.com/"
 	wrong, wrongRec := w.tlsProxyClient(gw.tlsAddr, url.UserPassword("alice", "guess"))
@@ -424,14 +425,23 @@ func TestProxyAuthLockout(t *testing.T) {
 			t.Fatalf("%s during the lockout went through with %d", c.name, st)
 		}
 		// Retry-After is the rest of the lockout in whole seconds, rounded up: 1 or 2 here.
-		if a := c.rec.get(); a.status != 429 || a.reason != "rate_limited" || (a.retryAfter != "1" && a.retryAfter != "2") {
+		if a := c.rec.get(); a.status != 429 || a.reason != "locked_out" || (a.retryAfter != "1" && a.retryAfter != "2") {
 			if time.Since(lastSent) >= lockout {
 				t.Fatalf("%s: %+v, but the check took longer than the %s lockout, so it may have expired", c.name, a, lockout)
 			}
-			t.Fatalf("%s during the lockout: %+v, want 429 rate_limited Retry-After 1 or 2", c.name, a)
+			t.Fatalf("%s during the lockout: %+v, want 429 locked_out Retry-After 1 or 2", c.name, a)
 		}
 	}
-	waitAudit(t, gw.proc, func(r auditRecord) bool { return r.Reason == "rate_limited" && r.Status == 429 })
+	// Failures and lockouts are audited with the target and the user name that was tried.
+	for _, reason := range []string{"auth_failed", "locked_out"} {
+		recs := waitAudit(t, gw.proc, func(r auditRecord) bool { return r.Reason == reason })
+		if r := recs[0]; r.Host != "go.microsoft.com" || r.Port != 443 || r.User != "alice" || r.ConnID == "" {
+			t.Fatalf("%s audit record: %+v, want host go.microsoft.com:443 and user alice", reason, r)
+		}
+	}
+	if recs := waitAudit(t, gw.proc, func(r auditRecord) bool { return r.Reason == "locked_out" }); recs[0].Status != 429 {
+		t.Fatalf("locked_out audited with status %d", recs[0].Status)
+	}
 
 	// The one timer wait in these tests: the lockout expires by the clock, there is no event.
 	timer := time.NewTimer(time.Until(lastAnswered.Add(lockout)))
@@ -446,7 +456,7 @@ func TestProxyAuthLockout(t *testing.T) {
 func TestProxyAuthReloadDropsCache(t *testing.T) {
 	w := newWorld(t)
 	o := w.origin("go.microsoft.com")
-	gw := w.authGateway(authPolicy(0), func(c *gateway.Config) {
+	gw := w.authGateway(authPolicy(0), func(c *server.Config) {
 		// Only the explicit Reload below may swap the users in; the file watcher would race it.
 		off := false
 		c.Watch = &off
@@ -508,16 +518,16 @@ func TestProxyAuthACMEListener(t *testing.T) {
 	}
 	challengePort := freeLoopbackPort(t)
 
-	gw := w.authGateway(authPolicy(0), func(c *gateway.Config) {
+	gw := w.authGateway(authPolicy(0), func(c *server.Config) {
 		c.TLS.CertFile, c.TLS.KeyFile = "", ""
-		c.TLS.ACME = &gateway.ACMEConfig{
-			DirectoryURL:      peb.DirectoryURL(),
-			TrustedRootsFile:  endpointCA,
-			Email:             "ops@scpgate.test",
-			Domains:           []string{"127.0.0.1"},
-			StorageDir:        t.TempDir(),
-			ChallengeHost:     "127.0.0.1",
-			ChallengeHTTPPort: challengePort,
+		c.TLS.ACME = &tlslisten.ACMEConfig{
+			DirectoryURL:     peb.DirectoryURL(),
+			TrustedRootsFile: endpointCA,
+			Email:            "ops@scpgate.test",
+			Domains:          []string{"127.0.0.1"},
+			StorageDir:       t.TempDir(),
+			ListenHost:       "127.0.0.1",
+			AltHTTPPort:      challengePort,
 		}
 	}, netip.PrefixFrom(o.addr.Addr(), 32).String())
 

@@ -26,9 +26,10 @@ import (
 	"github.com/scpgate/scpgate/gateway/audit"
 	"github.com/scpgate/scpgate/gateway/netguard"
 	"github.com/scpgate/scpgate/gateway/resolver"
+	"github.com/scpgate/scpgate/gateway/server"
+	"github.com/scpgate/scpgate/policy"
 	"github.com/scpgate/scpgate/sim/dnssim"
 	"github.com/scpgate/scpgate/sim/testca"
-	"github.com/scpgate/scpgate/policy"
 )
 
 // world is one test's private internet: a CA, an authoritative DNS server, TLS origins on port
@@ -181,15 +182,15 @@ func (w *world) writePolicy(text string) string {
 
 // proc is a gateway server running in-process, as `scpgate serve` runs it.
 type proc struct {
-	srv       *gateway.Server
+	srv       *server.Server
 	addr      string
-	addrs     gateway.Addresses // every bound listener: Proxy, TLS, Admin
+	addrs     server.Addresses // every bound listener: Proxy, TLS, Admin
 	auditPath string
 	trail     *auditTrail
 	done      chan error
 }
 
-// gateway starts a full gateway.Server (real dialer, real resolver, audit file) on 127.0.0.1:0.
+// gateway starts a full server.Server (real dialer, real resolver, audit file) on 127.0.0.1:0.
 func (w *world) gateway(policyText string, allowRanges ...string) *proc {
 	w.t.Helper()
 	return w.gatewayWith(policyText, nil, allowRanges...)
@@ -197,9 +198,9 @@ func (w *world) gateway(policyText string, allowRanges ...string) *proc {
 
 // gatewayWith is gateway with a hook to adjust the configuration (auth, TLS, limits, admin...)
 // before the server starts. The policy file is <world dir>/endpoints.yaml.
-func (w *world) gatewayWith(policyText string, adjust func(*gateway.Config), allowRanges ...string) *proc {
+func (w *world) gatewayWith(policyText string, adjust func(*server.Config), allowRanges ...string) *proc {
 	w.t.Helper()
-	cfg := gateway.Defaults()
+	cfg := server.Defaults()
 	cfg.Listen = []string{"127.0.0.1:0"}
 	cfg.Policy = w.writePolicy(policyText)
 	cfg.DNS.Servers = []string{w.dns.Addr()}
@@ -212,7 +213,7 @@ func (w *world) gatewayWith(policyText string, adjust func(*gateway.Config), all
 	}
 	trail := newAuditTrail()
 	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := gateway.NewServer(ctx, cfg, w.log, gateway.WithAuditObserver(trail.observe))
+	srv, err := server.New(ctx, cfg, w.log, server.WithAuditObserver(trail.observe))
 	if err != nil {
 		cancel()
 		w.t.Fatal(err)

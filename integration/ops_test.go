@@ -32,7 +32,7 @@ import (
 	"github.com/prometheus/common/model"
 	"go.uber.org/goleak"
 
-	"github.com/scpgate/scpgate/gateway"
+	"github.com/scpgate/scpgate/gateway/server"
 	"github.com/scpgate/scpgate/policy"
 )
 
@@ -103,7 +103,7 @@ func waitFor(t *testing.T, what string, n *notifier, cond func() bool) {
 	t.Fatalf("gave up waiting for %s after %d wake-ups", what, maxWakeups)
 }
 
-// reloadLog records the outcome of every reload attempt (gateway.WithReloadObserver).
+// reloadLog records the outcome of every reload attempt (server.WithReloadObserver).
 type reloadLog struct {
 	n    *notifier
 	mu   sync.Mutex
@@ -139,8 +139,8 @@ func (l *reloadLog) wait(t *testing.T, what string, pred func(error) bool) error
 
 // opsConfig is the configuration gatewayWith builds, with the policy written to
 // <world dir>/endpoints.yaml.
-func (w *world) opsConfig(policyText string, allowRanges ...string) gateway.Config {
-	cfg := gateway.Defaults()
+func (w *world) opsConfig(policyText string, allowRanges ...string) server.Config {
+	cfg := server.Defaults()
 	cfg.Listen = []string{"127.0.0.1:0"}
 	cfg.Policy = w.writePolicy(policyText)
 	cfg.DNS.Servers = []string{w.dns.Addr()}
@@ -153,11 +153,11 @@ func (w *world) opsConfig(policyText string, allowRanges ...string) gateway.Conf
 
 // startServer is gatewayWith's start-up with extra ServerOptions. stop cancels the server and
 // returns Run's result; it may be called any number of times (cleanup calls it too).
-func (w *world) startServer(cfg gateway.Config, opts ...gateway.ServerOption) (p *proc, stop func() error) {
+func (w *world) startServer(cfg server.Config, opts ...server.Option) (p *proc, stop func() error) {
 	w.t.Helper()
 	trail := newAuditTrail()
 	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := gateway.NewServer(ctx, cfg, w.log, append([]gateway.ServerOption{gateway.WithAuditObserver(trail.observe)}, opts...)...)
+	srv, err := server.New(ctx, cfg, w.log, append([]server.Option{server.WithAuditObserver(trail.observe)}, opts...)...)
 	if err != nil {
 		cancel()
 		w.t.Fatal(err)
@@ -408,7 +408,7 @@ func TestReloadUnderLoad(t *testing.T) {
 	cfg := w.opsConfig(opsPolicy, netip.PrefixFrom(o.addr.Addr(), 32).String())
 	cfg.Limits.RequestsPerSecond = 0 // every client here is 127.0.0.1
 	reloads := newReloadLog()
-	gw, _ := w.startServer(cfg, gateway.WithReloadObserver(reloads.observe))
+	gw, _ := w.startServer(cfg, server.WithReloadObserver(reloads.observe))
 
 	if _, err := connectTunnel(gw.addr, "added.microsoft.com:443"); !isStatus(err, 403, "no_rule") {
 		t.Fatalf("the name to be added, before the reload: %v, want 403 no_rule", err)
@@ -527,7 +527,7 @@ func TestInvalidReloadKeepsOldPolicy(t *testing.T) {
 	w := newWorld(t)
 	o := w.origin("go.microsoft.com")
 	reloads := newReloadLog()
-	gw, _ := w.startServer(w.opsConfig(opsPolicy, netip.PrefixFrom(o.addr.Addr(), 32).String()), gateway.WithReloadObserver(reloads.observe))
+	gw, _ := w.startServer(w.opsConfig(opsPolicy, netip.PrefixFrom(o.addr.Addr(), 32).String()), server.WithReloadObserver(reloads.observe))
 	oldVersion := gw.srv.Gateway().Policy().Version
 	waitServing(t, gw)
 
@@ -567,7 +567,7 @@ func TestInvalidReloadKeepsOldPolicy(t *testing.T) {
 func TestConnectionLimitPerClient(t *testing.T) {
 	w := newWorld(t)
 	o := w.origin("go.microsoft.com")
-	gw := w.gatewayWith(opsPolicy, func(c *gateway.Config) { c.Limits.MaxConnectionsPerClient = 2 },
+	gw := w.gatewayWith(opsPolicy, func(c *server.Config) { c.Limits.MaxConnectionsPerClient = 2 },
 		netip.PrefixFrom(o.addr.Addr(), 32).String())
 
 	var open []*tunnelConn
@@ -617,7 +617,7 @@ func TestConnectionLimitPerClient(t *testing.T) {
 func TestRequestRateLimitPerClient(t *testing.T) {
 	w := newWorld(t)
 	o := w.origin("go.microsoft.com")
-	gw := w.gatewayWith(opsPolicy, func(c *gateway.Config) {
+	gw := w.gatewayWith(opsPolicy, func(c *server.Config) {
 		c.Limits.RequestsPerSecond = 0.01
 		c.Limits.Burst = 2
 	}, netip.PrefixFrom(o.addr.Addr(), 32).String())

@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/scpgate/scpgate/gateway"
+	"github.com/scpgate/scpgate/gateway/server"
 )
 
 // buildScpgate builds cmd/scpgate from the module root into a temporary directory.
@@ -73,7 +73,7 @@ func (f *firstLine) Write(p []byte) (int, error) {
 // serveProcess is `scpgate serve -ready-json` running as a child process.
 type serveProcess struct {
 	cmd    *exec.Cmd
-	addrs  gateway.Addresses
+	addrs  server.Addresses
 	stderr *lockedBuffer
 	exited chan struct{} // closed once Wait returned; err is set by then
 	err    error

@@ -16,10 +16,10 @@ import (
 
 	"github.com/miekg/dns"
 
-	"github.com/scpgate/scpgate/gateway"
+	"github.com/scpgate/scpgate/gateway/server"
+	"github.com/scpgate/scpgate/manifest"
 	"github.com/scpgate/scpgate/sim/cloudsim"
 	"github.com/scpgate/scpgate/sim/simworld"
-	"github.com/scpgate/scpgate/manifest"
 )
 
 // shippedPolicy is the endpoints.yaml the product ships; these tests run the simulated world
@@ -60,7 +60,7 @@ func newSimEnv(t *testing.T) *simEnv {
 // allowCloud is the allow_ranges entry for the cloud's address alone.
 func (e *simEnv) allowCloud() string { return netip.PrefixFrom(e.cloud.Addr(), 32).String() }
 
-// gateway runs a full gateway.Server, as `scpgate serve` does, with the shipped policy and the
+// gateway runs a full server.Server, as `scpgate serve` does, with the shipped policy and the
 // world's DNS server, on 127.0.0.1:0.
 func (e *simEnv) gateway(allowRanges ...string) *proc {
 	e.t.Helper()
@@ -68,7 +68,7 @@ func (e *simEnv) gateway(allowRanges ...string) *proc {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	cfg := gateway.Defaults()
+	cfg := server.Defaults()
 	cfg.Listen = []string{"127.0.0.1:0"}
 	cfg.Policy = pol
 	cfg.DNS.Servers = []string{e.sw.DNS.Addr()}
@@ -81,7 +81,7 @@ func (e *simEnv) gateway(allowRanges ...string) *proc {
 	cfg.Watch = &watch
 	trail := newAuditTrail()
 	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := gateway.NewServer(ctx, cfg, e.log, gateway.WithAuditObserver(trail.observe))
+	srv, err := server.New(ctx, cfg, e.log, server.WithAuditObserver(trail.observe))
 	if err != nil {
 		cancel()
 		e.t.Fatal(err)
@@ -250,8 +250,8 @@ func TestSimWorldDNSFlip(t *testing.T) {
 }
 
 // TestSimWorldPrivateAnswers: the trap names resolve to a private and to the metadata address.
-// SPEC §5: such a destination is checked with a dialer that fails the test if it is called, so
-// this runs the gateway in-process with the shipped policy, the world's DNS and failDial; no
+// A test never sends a packet to a non-loopback address (docs/ARCHITECTURE.md, "Tests"): such a
+// destination is checked with a dialer that fails the test if it is called, so this runs the gateway in-process with the shipped policy, the world's DNS and failDial; no
 // packet can leave for 10.20.30.40 or 169.254.169.254 even if the gateway regressed.
 func TestSimWorldPrivateAnswers(t *testing.T) {
 	e := newSimEnv(t)

@@ -11,7 +11,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/scpgate/scpgate/gateway"
+	"github.com/scpgate/scpgate/gateway/server"
 )
 
 func cmdServe(args []string, stdout, stderr io.Writer) int {
@@ -34,14 +34,14 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
 
-	cfg, err := gateway.LoadConfig(*configPath)
+	cfg, err := server.LoadConfig(*configPath)
 	if err != nil {
 		fmt.Fprintf(stderr, "scpgate serve: %v\n", err)
 		return exitFail
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	srv, err := gateway.NewServer(ctx, cfg, logger)
+	srv, err := server.New(ctx, cfg, logger)
 	if err != nil {
 		fmt.Fprintf(stderr, "scpgate serve: %v\n", err)
 		return exitFail

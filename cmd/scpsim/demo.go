@@ -24,9 +24,9 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/scpgate/scpgate"
-	"github.com/scpgate/scpgate/gateway"
 	"github.com/scpgate/scpgate/gateway/audit"
 	"github.com/scpgate/scpgate/gateway/proxyauth"
+	"github.com/scpgate/scpgate/gateway/server"
 	"github.com/scpgate/scpgate/manifest"
 	"github.com/scpgate/scpgate/sim/simworld"
 	"github.com/scpgate/scpgate/sim/testca"
@@ -87,7 +87,7 @@ type demo struct {
 	out, errOut io.Writer
 	procs       []*child
 	world       simworld.Info
-	gw          gateway.Addresses
+	gw          server.Addresses
 	gwCAFile    string
 	password    string
 	auditFile   string

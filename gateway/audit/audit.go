@@ -4,7 +4,7 @@
 // Durability. Lines are buffered in memory and handed to the OS when the buffer fills and on every
 // sync point; a sync point flushes and fsyncs the file. Sync points happen every SyncInterval
 // (default 1s), on Sync, Rotate, Reopen and Close, so a crash loses at most about one interval of
-// records (SPEC §3: "at most the last second"). Standard output is flushed but never fsynced.
+// records (README.md, "Audit": "at most the last second"). Standard output is flushed but never fsynced.
 //
 // Never blocking the data path. Write encodes the record in the caller's goroutine and queues the
 // line for a single writer goroutine that owns the file; a slow disk or a stalled stdout reader
@@ -62,6 +62,7 @@ type Record struct {
 	Method     string    `json:"method"`
 	Host       string    `json:"host"`
 	Port       uint16    `json:"port"`
+	Target     string    `json:"target,omitempty"`  // the raw target, only when it did not parse
 	Address    string    `json:"address,omitempty"` // vetted ip:port that was dialed
 	Group      string    `json:"group,omitempty"`
 	Pattern    string    `json:"pattern,omitempty"`
@@ -78,17 +79,17 @@ type Record struct {
 
 // Config configures a Log. The zero value writes to stdout.
 type Config struct {
-	Path         string        // "-" or "" = stdout
-	SyncInterval time.Duration // default 1s
-	MaxBytes     int64         // rotate when the file reaches this size; 0 = never
-	MaxBackups   int           // rotated files kept (path.1 … path.N); default 5
-	Logger       *slog.Logger  // default slog.Default()
+	Path         string        `yaml:"path"`          // "-" or "" = stdout
+	SyncInterval time.Duration `yaml:"sync_interval"` // default 1s
+	MaxBytes     int64         `yaml:"max_bytes"`     // rotate when the file reaches this size; 0 = never
+	MaxBackups   int           `yaml:"max_backups"`   // rotated files kept (path.1 … path.N); default 5
+	Logger       *slog.Logger  `yaml:"-"`             // default slog.Default()
 
 	// QueueSize bounds the records waiting for the writer goroutine; default 4096.
-	QueueSize int
+	QueueSize int `yaml:"-"`
 	// MaxBlock is how long Write waits for room in a full queue before dropping the record;
 	// default 100ms, negative = never wait.
-	MaxBlock time.Duration
+	MaxBlock time.Duration `yaml:"-"`
 }
 
 // Stats are cumulative counters.

@@ -1,4 +1,6 @@
-package gateway
+// Package filewatch reports changes to a few files: the policy, the htpasswd file and the TLS
+// listener's static certificate and key, all through one watcher in the gateway process.
+package filewatch
 
 import (
 	"context"
@@ -10,7 +12,7 @@ import (
 	"github.com/fsnotify/fsnotify"
 )
 
-// fileWatcher reports changes to a few files (the policy, the htpasswd file).
+// Watcher reports changes to a few files.
 //
 // It watches the directories, not the files: editors, config management and Kubernetes config
 // maps replace a file by rename (or swap a symlink), which a watch on the old inode never sees.
@@ -21,9 +23,9 @@ import (
 // otherwise each of them would re-read the files, and a policy that failed to load would be
 // counted and logged as failing again on every audit write.
 //
-// The watch starts when the fileWatcher is made: a change between then and run is queued by the
-// kernel and reported by run, so no edit made after start-up is missed.
-type fileWatcher struct {
+// The watch starts when the Watcher is made: a change between then and Run is queued by the
+// kernel and reported by Run, so no edit made after start-up is missed.
+type Watcher struct {
 	w        *fsnotify.Watcher
 	paths    []string
 	watched  map[string]bool
@@ -31,12 +33,14 @@ type fileWatcher struct {
 	log      *slog.Logger
 }
 
-func newFileWatcher(paths []string, debounce time.Duration, log *slog.Logger) (*fileWatcher, error) {
+// New watches the directories of paths; debounce is the quiet time after the last event before
+// a change is reported.
+func New(paths []string, debounce time.Duration, log *slog.Logger) (*Watcher, error) {
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
 		return nil, err
 	}
-	fw := &fileWatcher{w: w, paths: paths, watched: map[string]bool{}, debounce: debounce, log: log}
+	fw := &Watcher{w: w, paths: paths, watched: map[string]bool{}, debounce: debounce, log: log}
 	dirs := map[string]bool{}
 	for _, p := range paths {
 		fw.watched[filepath.Clean(p)] = true
@@ -53,10 +57,10 @@ func newFileWatcher(paths []string, debounce time.Duration, log *slog.Logger) (*
 	return fw, nil
 }
 
-// run calls onChange after any watched file may have changed, until ctx is done; then it
+// Run calls onChange after any watched file may have changed, until ctx is done; then it
 // releases the watch and returns.
-func (fw *fileWatcher) run(ctx context.Context, onChange func()) {
-	defer fw.close()
+func (fw *Watcher) Run(ctx context.Context, onChange func()) {
+	defer fw.Close()
 	targets := resolveAll(fw.paths)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
@@ -89,8 +93,8 @@ func (fw *fileWatcher) run(ctx context.Context, onChange func()) {
 	}
 }
 
-// close releases the watch; it is safe to call more than once.
-func (fw *fileWatcher) close() { _ = fw.w.Close() }
+// Close releases the watch; it is safe to call more than once.
+func (fw *Watcher) Close() { _ = fw.w.Close() }
 
 // resolveAll returns what each path resolves to through symlinks, cleaned ("" when it cannot be
 // resolved, for example between the removal and the re-creation of a file).

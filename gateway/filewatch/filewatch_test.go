@@ -1,4 +1,4 @@
-package gateway
+package filewatch
 
 import (
 	"context"
@@ -20,12 +20,12 @@ func TestWatchFiles(t *testing.T) {
 	changes := make(chan struct{}, 16)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	fw, err := newFileWatcher([]string{policyPath}, 20*time.Millisecond, slog.New(slog.DiscardHandler))
+	fw, err := New([]string{policyPath}, 20*time.Millisecond, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan struct{})
-	go func() { fw.run(ctx, func() { changes <- struct{}{} }); close(done) }()
+	go func() { fw.Run(ctx, func() { changes <- struct{}{} }); close(done) }()
 	defer func() { cancel(); <-done }()
 
 	// Noise first: an unrelated file written many times. Then a real change. The first change

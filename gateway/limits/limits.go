@@ -1,5 +1,5 @@
 // Package limits is the gateway's admission control: how many connections may be open, overall
-// and per client, and how fast one client may make requests (SPEC §3, "Limits").
+// and per client, and how fast one client may make requests (README.md, "The gateway configuration").
 //
 // # Client identity
 //
@@ -23,12 +23,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-)
 
-// Reason codes, as they appear in X-Scpgate-Reason and the audit log.
-const (
-	ReasonTooManyConnections = "too_many_connections"
-	ReasonRateLimited        = "rate_limited"
+	"github.com/scpgate/scpgate/policy"
 )
 
 // clientKey maps an address to the unit limits are counted in (see the package comment).
@@ -58,11 +54,11 @@ func NewConnLimiter(maxTotal, maxPerClient int) *ConnLimiter {
 	return &ConnLimiter{maxTotal: maxTotal, maxPerClient: maxPerClient, per: make(map[netip.Addr]int)}
 }
 
-// Acquire admits one connection from client, or reports why not (ReasonTooManyConnections).
+// Acquire admits one connection from client, or reports why not (too_many_connections).
 // When ok, the caller must call release once the connection is closed; calling it again does
 // nothing, so it is safe to both defer it and call it on an early path. When !ok, release is a
 // no-op (never nil).
-func (l *ConnLimiter) Acquire(client netip.Addr) (release func(), reason string, ok bool) {
+func (l *ConnLimiter) Acquire(client netip.Addr) (release func(), reason policy.Reason, ok bool) {
 	if l == nil {
 		return func() {}, "", true
 	}
@@ -70,7 +66,7 @@ func (l *ConnLimiter) Acquire(client netip.Addr) (release func(), reason string,
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.maxTotal > 0 && l.total >= l.maxTotal || l.maxPerClient > 0 && l.per[k] >= l.maxPerClient {
-		return func() {}, ReasonTooManyConnections, false
+		return func() {}, policy.ReasonTooManyConnections, false
 	}
 	l.total++
 	l.per[k]++

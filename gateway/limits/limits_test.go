@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/scpgate/scpgate/policy"
 )
 
 var (
@@ -78,7 +80,7 @@ func TestConnLimiter(t *testing.T) {
 					perKey[clientKey(c)]++
 					releases = append(releases, release)
 				} else {
-					if reason != ReasonTooManyConnections {
+					if reason != policy.ReasonTooManyConnections {
 						t.Fatalf("step %d: reason %q", i, reason)
 					}
 					release() // a no-op: must not free someone else's slot

@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/scpgate/scpgate/policy"
 )
 
 const (
@@ -22,28 +24,16 @@ const (
 	maxLingering = 64
 )
 
-const rejectBody = "scpgate: too many connections\n"
-
-// rejectResponse is complete and fixed; it is written before any request is read, so it says
-// Connection: close and needs nothing from the request. Content-Length is len(rejectBody) (the
-// tests check it).
-const rejectResponse = "HTTP/1.1 429 Too Many Requests\r\n" +
-	"Retry-After: 1\r\n" +
-	"X-Scpgate-Reason: " + ReasonTooManyConnections + "\r\n" +
-	"Connection: close\r\n" +
-	"Content-Length: 30\r\n" +
-	"\r\n" + rejectBody
-
 // LimitListener wraps ln so that each accepted connection must be admitted by l (keyed by the
 // peer's IP address, see the package comment). Accept returns admitted connections; a rejected
-// one gets a minimal "429 Too Many Requests" with X-Scpgate-Reason: too_many_connections and is
-// closed, onReject (if not nil) is told, and Accept goes on to the next connection.
+// one is answered by refuse (the gateway's refusal: 429, X-Scpgate-Reason: too_many_connections,
+// audited) with a write deadline set, and closed; Accept goes on to the next connection.
 //
 // The 429 is plain HTTP. For the TLS proxy listener put LimitListener inside the TLS one
 // (tls.NewListener(LimitListener(tcp, ...), cfg)): net/http recognises TLS connections by their
 // type (*tls.Conn), which a wrapper around them would hide. A rejected TLS client then sees a
-// handshake failure instead of the 429; the rejection is still counted through onReject.
-// onReject runs on the Accept goroutine and must not block.
+// handshake failure instead of the 429; the rejection is still audited through refuse.
+// refuse runs on the Accept goroutine and must not block beyond the write deadline.
 //
 // A rejected connection gets the 429 and a half-close at once, then is closed gracefully in the
 // background (read and discard until the client closes, at most 2 s): closing a socket with
@@ -56,14 +46,14 @@ const rejectResponse = "HTTP/1.1 429 Too Many Requests\r\n" +
 // gateway can splice on the raw *net.TCPConn. Whoever unwraps it must still Close the wrapper
 // (closing the inner connection alone leaks the slot). The wrapper also forwards CloseWrite and
 // CloseRead, and its ReadFrom splices when the source is another such wrapper or a *net.TCPConn.
-func LimitListener(ln net.Listener, l *ConnLimiter, onReject func(client netip.Addr, reason string)) net.Listener {
-	return &limitListener{Listener: ln, limiter: l, onReject: onReject, maxLingering: maxLingering, lingering: make(map[net.Conn]struct{})}
+func LimitListener(ln net.Listener, l *ConnLimiter, refuse func(c net.Conn, reason policy.Reason) error) net.Listener {
+	return &limitListener{Listener: ln, limiter: l, refuse: refuse, maxLingering: maxLingering, lingering: make(map[net.Conn]struct{})}
 }
 
 type limitListener struct {
 	net.Listener
 	limiter      *ConnLimiter
-	onReject     func(netip.Addr, string)
+	refuse       func(net.Conn, policy.Reason) error
 	maxLingering int // the constant, as a field so a test can exercise the fallback
 
 	mu        sync.Mutex
@@ -83,21 +73,18 @@ func (ll *limitListener) Accept() (net.Conn, error) {
 		if ok {
 			return &conn{Conn: c, release: release}, nil
 		}
-		if ll.onReject != nil {
-			ll.onReject(client, reason)
-		}
-		ll.reject(c)
+		ll.reject(c, reason)
 	}
 }
 
-// reject answers c with the 429 and closes it, lingering in the background when there is room.
+// reject answers c through refuse and closes it, lingering in the background when there is room.
 //
 // The write happens here, on the Accept goroutine: a fresh socket's send buffer is empty, so it
 // completes at once (the deadline is only a backstop), and doing it before the hand-off means a
 // listener Close cannot cut a rejection short before the client has its answer.
-func (ll *limitListener) reject(c net.Conn) {
+func (ll *limitListener) reject(c net.Conn, reason policy.Reason) {
 	_ = c.SetWriteDeadline(time.Now().Add(rejectWriteTimeout))
-	if _, err := io.WriteString(c, rejectResponse); err != nil {
+	if err := ll.refuse(c, reason); err != nil {
 		_ = c.Close()
 		return
 	}

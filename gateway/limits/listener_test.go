@@ -9,6 +9,8 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/scpgate/scpgate/policy"
 )
 
 // waitTimeout only guards against a hung test; no test sleeps on it.
@@ -16,7 +18,7 @@ const waitTimeout = 10 * time.Second
 
 type rejection struct {
 	client netip.Addr
-	reason string
+	reason policy.Reason
 }
 
 // server runs LimitListener on 127.0.0.1:0. Every admitted connection is reported on admitted,
@@ -43,7 +45,10 @@ func startServer(t *testing.T, maxTotal, maxPer int, tweak func(*limitListener))
 		rejected: make(chan rejection, 16),
 		done:     make(chan struct{}),
 	}
-	s.ln = LimitListener(inner, s.limiter, func(c netip.Addr, reason string) { s.rejected <- rejection{c, reason} })
+	s.ln = LimitListener(inner, s.limiter, func(c net.Conn, reason policy.Reason) error {
+		s.rejected <- rejection{peerAddr(c), reason}
+		return testRefuse(c, reason)
+	})
 	if tweak != nil {
 		tweak(s.ln.(*limitListener))
 	}
@@ -91,6 +96,21 @@ func recv[T any](t *testing.T, ch <-chan T, what string) T {
 	}
 }
 
+// The gateway's refusal (tested with the gateway) stands in for this fixed answer here.
+const rejectBody = "scpgate: too many connections\n"
+
+const rejectResponse = "HTTP/1.1 429 Too Many Requests\r\n" +
+	"Retry-After: 1\r\n" +
+	"X-Scpgate-Reason: too_many_connections\r\n" +
+	"Connection: close\r\n" +
+	"Content-Length: 30\r\n" +
+	"\r\n" + rejectBody
+
+func testRefuse(c net.Conn, _ policy.Reason) error {
+	_, err := io.WriteString(c, rejectResponse)
+	return err
+}
+
 // read429 reads the whole answer of a rejected connection and checks it.
 func read429(t *testing.T, c net.Conn) {
 	t.Helper()
@@ -107,7 +127,7 @@ func read429(t *testing.T, c net.Conn) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") != "1" ||
-		resp.Header.Get("X-Scpgate-Reason") != ReasonTooManyConnections || !resp.Close || string(body) != rejectBody {
+		resp.Header.Get("X-Scpgate-Reason") != string(policy.ReasonTooManyConnections) || !resp.Close || string(body) != rejectBody {
 		t.Fatalf("bad rejection: %d %v %q", resp.StatusCode, resp.Header, body)
 	}
 }
@@ -146,7 +166,7 @@ func TestLimitListener(t *testing.T) {
 				}
 			}
 			read429(t, c3)
-			if r := recv(t, s.rejected, "rejection"); r.client != loopback || r.reason != ReasonTooManyConnections {
+			if r := recv(t, s.rejected, "rejection"); r.client != loopback || r.reason != policy.ReasonTooManyConnections {
 				t.Fatalf("onReject(%v, %q)", r.client, r.reason)
 			}
 			if n := s.limiter.Open(); n != 2 {
@@ -231,7 +251,7 @@ func TestLimitedConnReadFrom(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln := LimitListener(inner, NewConnLimiter(0, 0), nil)
+	ln := LimitListener(inner, NewConnLimiter(0, 0), testRefuse)
 	defer ln.Close()
 	accepted := make(chan net.Conn, 2)
 	go func() {
@@ -290,7 +310,7 @@ func TestCloseEndsLingeringRejections(t *testing.T) {
 		t.Fatal(err)
 	}
 	rejected := make(chan struct{}, 1)
-	ln := LimitListener(inner, NewConnLimiter(1, 0), func(netip.Addr, string) { rejected <- struct{}{} })
+	ln := LimitListener(inner, NewConnLimiter(1, 0), func(c net.Conn, r policy.Reason) error { rejected <- struct{}{}; return testRefuse(c, r) })
 	accepted := make(chan net.Conn, 1)
 	acceptDone := make(chan struct{})
 	go func() {

@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -15,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/scpgate/scpgate/policy"
 )
 
 func hash(t testing.TB, pass, prefix string) string {
@@ -83,9 +86,9 @@ func TestParseHtpasswdAcceptsBcrypt(t *testing.T) {
 	if got := string(s.dummy[:7]); got != "$2y$04$" {
 		t.Errorf("dummy hash %q should use the users' cost", got)
 	}
-	a := NewAuthenticator(Config{Store: s})
+	a := NewBasic(BasicConfig{Store: s})
 	for _, u := range []string{"alice", "bob", "carol"} {
-		if r := a.Check(netip.MustParseAddr("192.0.2.1"), basic(u, u[:1])); !r.OK || r.User != u {
+		if r := a.check(basic(u, u[:1])); !r.OK || r.User != u {
 			t.Errorf("%s: %+v", u, r)
 		}
 	}
@@ -159,11 +162,44 @@ func TestLoadHtpasswd(t *testing.T) {
 }
 
 // counting wraps the bcrypt comparison to prove which checks spend it.
-func counting(a *Authenticator) *atomic.Int64 {
+func counting(a *testAuth) *atomic.Int64 {
 	var n atomic.Int64
-	a.compare = func(h, p []byte) error { n.Add(1); return bcrypt.CompareHashAndPassword(h, p) }
+	a.basic.compare = func(h, p []byte) error { n.Add(1); return bcrypt.CompareHashAndPassword(h, p) }
 	return &n
 }
+
+// testConfig is what the tests set on the Basic authenticator and the Lockout around it.
+type testConfig struct {
+	Realm         string
+	CacheSize     int
+	CacheTTL      time.Duration
+	MaxFailures   int
+	FailureWindow time.Duration
+	Lockout       time.Duration
+	MaxClients    int
+}
+
+// testAuth is Basic wrapped in Lockout, as the gateway assembles them.
+type testAuth struct {
+	basic *Basic
+	lock  *Lockout
+}
+
+// Check authenticates a request carrying header as Proxy-Authorization ("" for none).
+func (a *testAuth) Check(client netip.Addr, header string) Outcome {
+	r := &http.Request{Header: http.Header{}}
+	if header != "" {
+		r.Header.Set("Proxy-Authorization", header)
+	}
+	return a.lock.Authenticate(r, client)
+}
+
+type testStats struct {
+	BasicStats
+	LockoutStats
+}
+
+func (a *testAuth) Stats() testStats { return testStats{a.basic.Stats(), a.lock.Stats()} }
 
 type clock struct {
 	mu sync.Mutex
@@ -173,7 +209,7 @@ type clock struct {
 func (c *clock) Now() time.Time          { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
 func (c *clock) Advance(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
 
-func newAuth(t testing.TB, cfg Config, users ...string) (*Authenticator, *clock) {
+func newAuth(t testing.TB, cfg testConfig, users ...string) (*testAuth, *clock) {
 	var sb strings.Builder
 	for _, u := range users {
 		fmt.Fprintf(&sb, "%s:%s\n", u, hash(t, "pw-"+u, "$2y$"))
@@ -183,25 +219,29 @@ func newAuth(t testing.TB, cfg Config, users ...string) (*Authenticator, *clock)
 		t.Fatal(err)
 	}
 	c := &clock{t: time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC)}
-	cfg.Store, cfg.Now = s, c.Now
-	return NewAuthenticator(cfg), c
+	b := NewBasic(BasicConfig{Store: s, Realm: cfg.Realm, CacheSize: cfg.CacheSize, CacheTTL: cfg.CacheTTL, Now: c.Now})
+	l := NewLockout(b, LockoutConfig{MaxFailures: cfg.MaxFailures, FailureWindow: cfg.FailureWindow, Lockout: cfg.Lockout, MaxClients: cfg.MaxClients, Now: c.Now})
+	t.Cleanup(l.Close)
+	return &testAuth{basic: b, lock: l}, c
 }
 
 var ip = netip.MustParseAddr("192.0.2.10")
 
 func TestCheck(t *testing.T) {
-	a, _ := newAuth(t, Config{}, "alice", "bob")
+	a, _ := newAuth(t, testConfig{}, "alice", "bob")
 	n := counting(a)
 	tests := []struct {
-		name, header, reason, user string
-		compares                   int64
+		name, header string
+		reason       policy.Reason
+		user         string // verified, or attempted (never the password)
+		compares     int64
 	}{
-		{"no header", "", ReasonAuthRequired, "", 0},
-		{"other scheme", "Negotiate abc", ReasonAuthRequired, "", 0},
-		{"malformed basic", "Basic ***", ReasonAuthFailed, "", 0},
-		{"wrong password", basic("alice", "nope"), ReasonAuthFailed, "", 1},
-		{"unknown user spends bcrypt", basic("mallory", "pw-alice"), ReasonAuthFailed, "", 1},
-		{"over 72 bytes", basic("alice", "pw-alice"+strings.Repeat("x", 70)), ReasonAuthFailed, "", 0},
+		{"no header", "", policy.ReasonAuthRequired, "", 0},
+		{"other scheme", "Negotiate abc", policy.ReasonAuthRequired, "", 0},
+		{"malformed basic", "Basic ***", policy.ReasonAuthFailed, "", 0},
+		{"wrong password", basic("alice", "nope"), policy.ReasonAuthFailed, "alice", 1},
+		{"unknown user spends bcrypt", basic("mallory", "pw-alice"), policy.ReasonAuthFailed, "mallory", 1},
+		{"over 72 bytes", basic("alice", "pw-alice"+strings.Repeat("x", 70)), policy.ReasonAuthFailed, "alice", 0},
 		{"right password", basic("alice", "pw-alice"), "", "alice", 1},
 		{"other user", basic("bob", "pw-bob"), "", "bob", 1},
 	}
@@ -215,16 +255,16 @@ func TestCheck(t *testing.T) {
 			t.Errorf("%s: %d bcrypt comparisons, want %d", tc.name, d, tc.compares)
 		}
 	}
-	if got := a.Challenge(); got != `Basic realm="scpgate"` {
-		t.Errorf("challenge %s", got)
+	if got := a.lock.Challenges(); len(got) != 1 || got[0] != `Basic realm="scpgate"` {
+		t.Errorf("challenges %q", got)
 	}
-	if got := NewAuthenticator(Config{Realm: `a"b`}).Challenge(); got != `Basic realm="a\"b"` {
-		t.Errorf("challenge %s", got)
+	if got := NewBasic(BasicConfig{Realm: `a"b`}).Challenges(); got[0] != `Basic realm="a\"b"` {
+		t.Errorf("challenges %q", got)
 	}
 }
 
 func TestCacheHitSkipsBcrypt(t *testing.T) {
-	a, c := newAuth(t, Config{CacheTTL: time.Minute}, "alice")
+	a, c := newAuth(t, testConfig{CacheTTL: time.Minute}, "alice")
 	n := counting(a)
 	for range 5 {
 		if r := a.Check(ip, basic("alice", "pw-alice")); !r.OK {
@@ -251,7 +291,7 @@ func TestCacheHitSkipsBcrypt(t *testing.T) {
 		t.Errorf("stats %+v", s)
 	}
 	// The cache holds a MAC, never the password.
-	for _, el := range a.cache {
+	for _, el := range a.basic.cache {
 		if e := el.Value.(*cacheEntry); strings.Contains(string(e.mac[:]), "pw-alice") {
 			t.Fatal("plaintext in cache")
 		}
@@ -259,7 +299,7 @@ func TestCacheHitSkipsBcrypt(t *testing.T) {
 }
 
 func TestCacheBoundedEvictsOldest(t *testing.T) {
-	a, _ := newAuth(t, Config{CacheSize: 2}, "u1", "u2", "u3")
+	a, _ := newAuth(t, testConfig{CacheSize: 2}, "u1", "u2", "u3")
 	n := counting(a)
 	for _, u := range []string{"u1", "u2", "u3"} {
 		a.Check(ip, basic(u, "pw-"+u))
@@ -275,7 +315,7 @@ func TestCacheBoundedEvictsOldest(t *testing.T) {
 }
 
 func TestCacheDisabled(t *testing.T) {
-	a, _ := newAuth(t, Config{CacheSize: -1}, "u")
+	a, _ := newAuth(t, testConfig{CacheSize: -1}, "u")
 	n := counting(a)
 	a.Check(ip, basic("u", "pw-u"))
 	a.Check(ip, basic("u", "pw-u"))
@@ -285,7 +325,7 @@ func TestCacheDisabled(t *testing.T) {
 }
 
 func TestSwapClearsCacheKeepsLockout(t *testing.T) {
-	a, _ := newAuth(t, Config{MaxFailures: 2}, "alice")
+	a, _ := newAuth(t, testConfig{MaxFailures: 2}, "alice")
 	n := counting(a)
 	a.Check(ip, basic("alice", "pw-alice"))
 	other := netip.MustParseAddr("192.0.2.99")
@@ -297,7 +337,7 @@ func TestSwapClearsCacheKeepsLockout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a.Swap(s)
+	a.basic.Swap(s)
 	if r := a.Check(ip, basic("alice", "pw-alice")); r.OK {
 		t.Fatal("old password still accepted from the cache after Swap")
 	}
@@ -307,17 +347,17 @@ func TestSwapClearsCacheKeepsLockout(t *testing.T) {
 	if n.Load() != 5 {
 		t.Errorf("compares %d, want 5", n.Load())
 	}
-	if r := a.Check(other, basic("alice", "new")); r.Reason != ReasonRateLimited {
+	if r := a.Check(other, basic("alice", "new")); r.Reason != policy.ReasonLockedOut {
 		t.Errorf("lockout lost on Swap: %+v", r)
 	}
 }
 
 func TestSwapDuringCheckDoesNotCacheStale(t *testing.T) {
-	a, _ := newAuth(t, Config{}, "alice")
+	a, _ := newAuth(t, testConfig{}, "alice")
 	// The comparison runs against the old store; Swap happens meanwhile.
-	a.compare = func(h, p []byte) error {
+	a.basic.compare = func(h, p []byte) error {
 		s, _ := ParseHtpasswd("t", nil)
-		a.Swap(s)
+		a.basic.Swap(s)
 		return bcrypt.CompareHashAndPassword(h, p)
 	}
 	if r := a.Check(ip, basic("alice", "pw-alice")); !r.OK {
@@ -329,15 +369,15 @@ func TestSwapDuringCheckDoesNotCacheStale(t *testing.T) {
 }
 
 func TestLockoutAndRecovery(t *testing.T) {
-	a, c := newAuth(t, Config{MaxFailures: 3, FailureWindow: time.Minute, Lockout: 5 * time.Minute}, "alice")
+	a, c := newAuth(t, testConfig{MaxFailures: 3, FailureWindow: time.Minute, Lockout: 5 * time.Minute}, "alice")
 	n := counting(a)
 	for i := range 3 {
-		if r := a.Check(ip, basic("alice", "bad")); r.Reason != ReasonAuthFailed {
+		if r := a.Check(ip, basic("alice", "bad")); r.Reason != policy.ReasonAuthFailed {
 			t.Fatalf("failure %d: %+v", i, r)
 		}
 	}
 	r := a.Check(ip, basic("alice", "pw-alice")) // even the right password
-	if r.Reason != ReasonRateLimited || r.OK || r.RetryAfter != 5*time.Minute {
+	if r.Reason != policy.ReasonLockedOut || r.OK || r.RetryAfter != 5*time.Minute {
 		t.Fatalf("after 3 failures: %+v", r)
 	}
 	if n.Load() != 3 {
@@ -347,58 +387,58 @@ func TestLockoutAndRecovery(t *testing.T) {
 		t.Errorf("another client is locked out too: %+v", r)
 	}
 	c.Advance(4 * time.Minute)
-	if r := a.Check(ip, ""); r.Reason != ReasonRateLimited || r.RetryAfter != time.Minute {
+	if r := a.Check(ip, ""); r.Reason != policy.ReasonLockedOut || r.RetryAfter != time.Minute {
 		t.Fatalf("%+v", r)
 	}
 	c.Advance(time.Minute)
 	if r := a.Check(ip, basic("alice", "pw-alice")); !r.OK {
 		t.Fatalf("after lockout: %+v", r)
 	}
-	if s := a.Stats(); s.Lockouts != 1 || s.RateLimited != 2 || s.Failures != 3 {
+	if s := a.Stats(); s.Lockouts != 1 || s.LockedOut != 2 || s.Failures != 3 {
 		t.Errorf("stats %+v", s)
 	}
 }
 
 func TestFailureWindowAndSuccessReset(t *testing.T) {
-	a, c := newAuth(t, Config{MaxFailures: 3, FailureWindow: time.Minute}, "alice")
-	fail := func() Result { return a.Check(ip, basic("alice", "bad")) }
+	a, c := newAuth(t, testConfig{MaxFailures: 3, FailureWindow: time.Minute}, "alice")
+	fail := func() Outcome { return a.Check(ip, basic("alice", "bad")) }
 	fail()
 	fail()
 	c.Advance(time.Minute) // window over: the count starts again
 	fail()
 	fail()
-	if r := a.Check(ip, ""); r.Reason == ReasonRateLimited {
+	if r := a.Check(ip, ""); r.Reason == policy.ReasonLockedOut {
 		t.Fatal("failures from an old window counted")
 	}
 	a.Check(ip, basic("alice", "pw-alice")) // success resets
 	fail()
 	fail()
-	if r := a.Check(ip, ""); r.Reason == ReasonRateLimited {
+	if r := a.Check(ip, ""); r.Reason == policy.ReasonLockedOut {
 		t.Fatal("success did not reset the count")
 	}
 	fail()
-	if r := a.Check(ip, ""); r.Reason != ReasonRateLimited {
+	if r := a.Check(ip, ""); r.Reason != policy.ReasonLockedOut {
 		t.Fatalf("%+v", r)
 	}
 }
 
 func TestClientKey(t *testing.T) {
-	a, _ := newAuth(t, Config{MaxFailures: 1}, "alice")
+	a, _ := newAuth(t, testConfig{MaxFailures: 1}, "alice")
 	a.Check(netip.MustParseAddr("2001:db8:1:2::1"), basic("alice", "bad"))
-	if r := a.Check(netip.MustParseAddr("2001:db8:1:2:ffff::9"), ""); r.Reason != ReasonRateLimited {
+	if r := a.Check(netip.MustParseAddr("2001:db8:1:2:ffff::9"), ""); r.Reason != policy.ReasonLockedOut {
 		t.Errorf("same /64 not locked: %+v", r)
 	}
-	if r := a.Check(netip.MustParseAddr("2001:db8:1:3::1"), ""); r.Reason == ReasonRateLimited {
+	if r := a.Check(netip.MustParseAddr("2001:db8:1:3::1"), ""); r.Reason == policy.ReasonLockedOut {
 		t.Errorf("other /64 locked: %+v", r)
 	}
 	a.Check(netip.MustParseAddr("::ffff:192.0.2.50"), basic("alice", "bad"))
-	if r := a.Check(netip.MustParseAddr("192.0.2.50"), ""); r.Reason != ReasonRateLimited {
+	if r := a.Check(netip.MustParseAddr("192.0.2.50"), ""); r.Reason != policy.ReasonLockedOut {
 		t.Errorf("v4-mapped address counted separately: %+v", r)
 	}
 }
 
 func TestTrackedClientsBounded(t *testing.T) {
-	a, _ := newAuth(t, Config{MaxClients: 3, MaxFailures: 2}, "alice")
+	a, _ := newAuth(t, testConfig{MaxClients: 3, MaxFailures: 2}, "alice")
 	for i := range 10 {
 		a.Check(netip.AddrFrom4([4]byte{10, 0, 0, byte(i)}), "Basic ***")
 	}
@@ -408,11 +448,11 @@ func TestTrackedClientsBounded(t *testing.T) {
 }
 
 func TestConcurrentChecks(t *testing.T) {
-	a, _ := newAuth(t, Config{MaxFailures: 1000}, "alice", "bob")
-	store := a.store
+	a, _ := newAuth(t, testConfig{MaxFailures: 1000}, "alice", "bob")
+	store := a.basic.store
 	// The locking is under test, not bcrypt (which the race detector makes ~20 ms a call).
 	aliceHash := string(store.users["alice"])
-	a.compare = func(h, p []byte) error {
+	a.basic.compare = func(h, p []byte) error {
 		if string(h) == aliceHash && string(p) == "pw-alice" {
 			return nil
 		}
@@ -434,7 +474,7 @@ func TestConcurrentChecks(t *testing.T) {
 					}
 				default:
 					if j == 20 {
-						a.Swap(store)
+						a.basic.Swap(store)
 					}
 				}
 			}
@@ -452,7 +492,7 @@ func TestHashPassword(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r := NewAuthenticator(Config{Store: s}).Check(ip, basic("u", "pw")); !r.OK {
+	if r := NewBasic(BasicConfig{Store: s}).check(basic("u", "pw")); !r.OK {
 		t.Fatal(r)
 	}
 	for _, tc := range []struct {
@@ -540,7 +580,7 @@ func TestAppendOrReplaceUser(t *testing.T) {
 }
 
 func BenchmarkCheckCached(b *testing.B) {
-	a, _ := newAuth(b, Config{}, "alice")
+	a, _ := newAuth(b, testConfig{}, "alice")
 	h := basic("alice", "pw-alice")
 	if r := a.Check(ip, h); !r.OK {
 		b.Fatal(r)
@@ -552,7 +592,7 @@ func BenchmarkCheckCached(b *testing.B) {
 }
 
 func BenchmarkCheckBcrypt(b *testing.B) {
-	a, _ := newAuth(b, Config{CacheSize: -1}, "alice") // MinCost hash; the default cost is ~60 ms
+	a, _ := newAuth(b, testConfig{CacheSize: -1}, "alice") // MinCost hash; the default cost is ~60 ms
 	h := basic("alice", "pw-alice")
 	b.ReportAllocs()
 	for b.Loop() {
@@ -576,8 +616,8 @@ func TestSuccessDoesNotResetOtherUsersFailures(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			a, _ := newAuth(t, Config{MaxFailures: 3, FailureWindow: time.Minute}, "alice", "bob")
-			fail := func(user string) Result {
+			a, _ := newAuth(t, testConfig{MaxFailures: 3, FailureWindow: time.Minute}, "alice", "bob")
+			fail := func(user string) Outcome {
 				if user == "" {
 					return a.Check(ip, "Basic !!!not-base64")
 				}
@@ -594,7 +634,7 @@ func TestSuccessDoesNotResetOtherUsersFailures(t *testing.T) {
 			for range 3 - len(tt.failUsers) {
 				fail("bob")
 			}
-			locked := a.Check(ip, "").Reason == ReasonRateLimited
+			locked := a.Check(ip, "").Reason == policy.ReasonLockedOut
 			if got := !locked; got != tt.reset {
 				t.Errorf("reset = %v, want %v", got, tt.reset)
 			}

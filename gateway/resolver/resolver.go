@@ -93,19 +93,20 @@ type Config struct {
 	// Servers are "ip:port" (or a bare IP, port 53). Names are refused:
 	// resolving the resolver's own servers would need another resolver.
 	// Empty means the nameservers of /etc/resolv.conf, read once by New.
-	Servers  []string
-	Timeout  time.Duration // per query attempt
-	Attempts int           // per server
+	Servers  []string      `yaml:"servers"`
+	Timeout  time.Duration `yaml:"timeout"` // per query attempt
+	Attempts int           `yaml:"-"`       // per server
 	// MinTTL and MaxTTL clamp how long positive answers are cached. An
 	// answer whose TTL (after clamping) is 0 is not cached.
-	MinTTL, MaxTTL time.Duration
+	MinTTL time.Duration `yaml:"-"`
+	MaxTTL time.Duration `yaml:"-"`
 	// NegativeTTL caps how long NXDOMAIN/NODATA are cached; the SOA's
 	// value is used if smaller (RFC 2308). Negative disables it.
-	NegativeTTL   time.Duration
-	MaxCNAMEChain int // CNAME records followed per lookup
-	CacheSize     int // entries, one per (name, type); least recently used go first
-	Logger        *slog.Logger
-	Now           func() time.Time
+	NegativeTTL   time.Duration    `yaml:"-"`
+	MaxCNAMEChain int              `yaml:"-"` // CNAME records followed per lookup
+	CacheSize     int              `yaml:"-"` // entries, one per (name, type); least recently used go first
+	Logger        *slog.Logger     `yaml:"-"`
+	Now           func() time.Time `yaml:"-"`
 }
 
 // Stats counts DNS messages sent and cache use. Hits and misses count

@@ -1,7 +1,10 @@
-package gateway
+// Package server is the gateway process: it reads the configuration, loads the policy and the
+// users, obtains the TLS certificate, opens the audit log, binds the listeners, and wires the
+// request handler (package gateway) to them; then it serves, reloads on file changes and
+// SIGHUP, and drains on shutdown. cmd/scpgate runs one; integration tests run one in-process.
+package server
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
@@ -14,10 +17,13 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
+	"github.com/scpgate/scpgate/gateway"
 	"github.com/scpgate/scpgate/gateway/admin"
 	"github.com/scpgate/scpgate/gateway/audit"
+	"github.com/scpgate/scpgate/gateway/filewatch"
 	"github.com/scpgate/scpgate/gateway/limits"
 	"github.com/scpgate/scpgate/gateway/metrics"
 	"github.com/scpgate/scpgate/gateway/netguard"
@@ -27,51 +33,55 @@ import (
 	"github.com/scpgate/scpgate/policy"
 )
 
-// Server is a whole gateway process built from a Config: proxy listeners (plain and TLS), the
-// admin listener, policy and htpasswd files with hot reload, resolver, limits, metrics and the
-// audit log. cmd/scpgate runs one; integration tests run one in-process.
+// Server is a whole gateway process built from a Config.
 type Server struct {
 	cfg     Config
 	log     *slog.Logger
-	gw      *Gateway
-	audit   *audit.Log
+	opts    options
 	metrics *metrics.Metrics
-	auth    *proxyauth.Authenticator // nil: authentication off
-	tls     *tlslisten.Manager       // nil: no TLS listener
+
+	policy   *policy.Policy // as loaded by New; the handler holds the one in force
+	resolver *resolver.Resolver
+	basic    *proxyauth.Basic   // nil: authentication off
+	lockout  *proxyauth.Lockout // wraps basic
+	tls      *tlslisten.Manager // nil: no TLS listener
+	audit    *audit.Log
+	fanout   auditFanout
+	gw       *gateway.Gateway
 
 	plain, tlsLns []net.Listener
 	adminLn       net.Listener
+	self          []netip.AddrPort // every bound listener: the gateway never dials them
 
-	watcher     *fileWatcher // nil: watch: false
+	watcher     *filewatch.Watcher // nil: watch: false
 	reloadMu    sync.Mutex
 	loadedAt    atomic.Int64 // unix nanoseconds of the policy in force
 	htpasswdSum [sha256.Size]byte
-	onReload    []func(error)
 }
 
-// ServerOption adjusts a Server at construction.
-type ServerOption func(*serverOptions)
+// Option adjusts a Server at construction.
+type Option func(*options)
 
-type serverOptions struct {
+type options struct {
 	observers []func(audit.Record)
 	onReload  []func(error)
 }
 
 // WithAuditObserver calls f with every audit record after it was handed to the audit log, in
 // the goroutine that produced it; f must be quick. Tests wait on records with it.
-func WithAuditObserver(f func(audit.Record)) ServerOption {
-	return func(o *serverOptions) { o.observers = append(o.observers, f) }
+func WithAuditObserver(f func(audit.Record)) Option {
+	return func(o *options) { o.observers = append(o.observers, f) }
 }
 
 // WithReloadObserver calls f after every reload attempt with its outcome (nil: the files in
 // force are the ones on disk).
-func WithReloadObserver(f func(error)) ServerOption {
-	return func(o *serverOptions) { o.onReload = append(o.onReload, f) }
+func WithReloadObserver(f func(error)) Option {
+	return func(o *options) { o.onReload = append(o.onReload, f) }
 }
 
 // auditFanout writes to the audit log first, then to metrics and each observer.
 type auditFanout struct {
-	log       AuditSink
+	log       gateway.AuditSink
 	metrics   *metrics.Metrics
 	observers []func(audit.Record)
 }
@@ -84,173 +94,222 @@ func (a auditFanout) Write(r audit.Record) {
 	}
 }
 
-// NewServer loads the policy (and htpasswd), obtains the TLS certificate, opens the audit log
-// and binds every listener. Nothing is served until Run. ctx bounds the start-up (ACME).
-func NewServer(ctx context.Context, cfg Config, logger *slog.Logger, options ...ServerOption) (s *Server, err error) {
-	var so serverOptions
-	for _, o := range options {
-		o(&so)
-	}
+// New builds the process: each step below acquires one part, and a failure releases what the
+// earlier steps acquired and says which file or address is at fault and what to do. Nothing is
+// served until Run. ctx bounds the start-up (ACME).
+func New(ctx context.Context, cfg Config, logger *slog.Logger, opts ...Option) (*Server, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	pol, err := policy.Load(cfg.Resolve(cfg.Policy))
-	if err != nil {
-		return nil, fmt.Errorf("policy: %w", err)
+	s := &Server{cfg: cfg, log: logger, metrics: metrics.New()}
+	for _, o := range opts {
+		o(&s.opts)
 	}
-	allow, err := cfg.AllowPrefixes()
-	if err != nil {
-		return nil, err
+	steps := []func(context.Context) error{
+		s.loadPolicy,
+		s.newResolver,
+		s.loadUsers,
+		s.startTLS,
+		s.openAudit,
+		s.bindListeners,
+		s.newGateway,
+		s.watchFiles,
 	}
-	res, err := resolver.New(resolver.Config{Servers: cfg.DNS.Servers, Timeout: cfg.DNS.Timeout, Logger: logger})
-	if err != nil {
-		return nil, fmt.Errorf("dns: %w", err)
-	}
-	s = &Server{cfg: cfg, log: logger, metrics: metrics.New(), onReload: so.onReload}
-	defer func() {
-		if err != nil {
+	for _, step := range steps {
+		if err := step(ctx); err != nil {
 			s.closeAll()
-		}
-	}()
-	if cfg.Auth.Htpasswd != "" {
-		store, sum, err := loadHtpasswd(cfg.Resolve(cfg.Auth.Htpasswd))
-		if err != nil {
 			return nil, err
-		}
-		s.htpasswdSum = sum
-		s.auth = proxyauth.NewAuthenticator(proxyauth.Config{
-			Store:         store,
-			MaxFailures:   cfg.Auth.MaxFailures,
-			FailureWindow: cfg.Auth.FailureWindow,
-			Lockout:       cfg.Auth.Lockout,
-		})
-	}
-	if len(cfg.TLSListen) > 0 {
-		if s.tls, err = tlslisten.New(ctx, s.tlsConfig()); err != nil {
-			return nil, fmt.Errorf("tls: %w", err)
-		}
-	}
-	s.audit, err = audit.New(audit.Config{
-		Path:         cfg.Resolve(cfg.Audit.Path),
-		SyncInterval: cfg.Audit.SyncInterval,
-		MaxBytes:     cfg.Audit.MaxBytes,
-		MaxBackups:   cfg.Audit.MaxBackups,
-		Logger:       logger,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("audit: %w", err)
-	}
-	fanout := auditFanout{log: s.audit, metrics: s.metrics, observers: so.observers}
-
-	conns := limits.NewConnLimiter(cfg.Limits.MaxConnections, cfg.Limits.MaxConnectionsPerClient)
-	onReject := func(client netip.Addr, reason string) {
-		s.metrics.Rejected(reason)
-		fanout.Write(audit.Record{
-			Time: time.Now().UTC(), Client: client.String(), Decision: audit.DecisionDeny,
-			Reason: reason, Status: http.StatusTooManyRequests, Event: audit.EventDecision,
-		})
-	}
-	var self []netip.AddrPort
-	bind := func(addr string) (net.Listener, error) {
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			return nil, fmt.Errorf("listen %s: %w", addr, err)
-		}
-		self = append(self, ln.Addr().(*net.TCPAddr).AddrPort())
-		return limits.LimitListener(ln, conns, onReject), nil
-	}
-	for _, addr := range cfg.Listen {
-		ln, err := bind(addr)
-		if err != nil {
-			return nil, err
-		}
-		s.plain = append(s.plain, ln)
-	}
-	for _, addr := range cfg.TLSListen {
-		ln, err := bind(addr)
-		if err != nil {
-			return nil, err
-		}
-		s.tlsLns = append(s.tlsLns, tls.NewListener(ln, s.tls.TLSConfig()))
-	}
-	if cfg.Admin != "" {
-		if s.adminLn, err = net.Listen("tcp", cfg.Admin); err != nil {
-			return nil, fmt.Errorf("admin listen %s: %w", cfg.Admin, err)
-		}
-		self = append(self, s.adminLn.Addr().(*net.TCPAddr).AddrPort())
-	}
-
-	var rate *limits.RateLimiter
-	if cfg.Limits.RequestsPerSecond > 0 {
-		rate = limits.NewRateLimiter(cfg.Limits.RequestsPerSecond, cfg.Limits.Burst, 65536, time.Now)
-	}
-	s.gw, err = New(Options{
-		Policy:    pol,
-		Resolver:  res,
-		Guard:     netguard.New(allow).WithListeners(self...),
-		Audit:     fanout,
-		Logger:    logger,
-		Timeouts:  cfg.Timeouts,
-		Limits:    cfg.Limits,
-		Auth:      s.auth,
-		RateLimit: rate,
-		Observer:  s.metrics,
-	})
-	if err != nil {
-		return nil, err
-	}
-	if cfg.WatchFiles() {
-		files := []string{cfg.Resolve(cfg.Policy)}
-		if s.auth != nil {
-			files = append(files, cfg.Resolve(cfg.Auth.Htpasswd))
-		}
-		// Watching starts now, not in Run: an edit made once NewServer returned is not missed.
-		if s.watcher, err = newFileWatcher(files, 200*time.Millisecond, logger); err != nil {
-			logger.Warn("cannot watch the policy files; SIGHUP still reloads", "err", err)
-			s.watcher, err = nil, nil
 		}
 	}
 	now := time.Now()
 	s.loadedAt.Store(now.UnixNano())
-	s.metrics.PolicyLoaded(pol.Version, now)
+	s.metrics.PolicyLoaded(s.policy.Version, now)
 	return s, nil
 }
 
-func (s *Server) tlsConfig() tlslisten.Config {
-	c := tlslisten.Config{
-		CertFile: s.cfg.Resolve(s.cfg.TLS.CertFile),
-		KeyFile:  s.cfg.Resolve(s.cfg.TLS.KeyFile),
-		Logger:   s.log,
-		OnReload: func(err error) {
-			if err != nil {
-				s.log.Error("TLS certificate reload failed; the previous certificate is still served", "err", err)
-			}
-		},
+func (s *Server) loadPolicy(context.Context) error {
+	pol, err := policy.Load(s.cfg.Policy)
+	if err != nil {
+		return fmt.Errorf("policy: %w", err)
 	}
-	if a := s.cfg.TLS.ACME; a != nil {
-		c.CertFile, c.KeyFile = "", ""
-		c.ACME = &tlslisten.ACMEConfig{
-			DirectoryURL:     a.DirectoryURL,
-			TrustedRootsFile: s.cfg.Resolve(a.TrustedRootsFile),
-			Email:            a.Email,
-			Domains:          a.Domains,
-			StorageDir:       s.cfg.Resolve(a.StorageDir),
-			// The proxy listener does not answer TLS-ALPN-01 challenges.
-			DisableTLSALPNChallenge: true,
-			ListenHost:              a.ChallengeHost,
-			AltHTTPPort:             a.ChallengeHTTPPort,
+	s.policy = pol
+	return nil
+}
+
+func (s *Server) newResolver(context.Context) error {
+	rc := s.cfg.DNS
+	rc.Logger = s.log
+	res, err := resolver.New(rc)
+	if err != nil {
+		return fmt.Errorf("dns: %w", err)
+	}
+	s.resolver = res
+	return nil
+}
+
+func (s *Server) loadUsers(context.Context) error {
+	if s.cfg.Auth.Htpasswd == "" {
+		return nil
+	}
+	store, sum, err := loadHtpasswd(s.cfg.Auth.Htpasswd)
+	if err != nil {
+		return err
+	}
+	s.htpasswdSum = sum
+	s.basic = proxyauth.NewBasic(proxyauth.BasicConfig{Store: store})
+	lc := s.cfg.Auth.Lockout
+	lc.Logger = s.log
+	s.lockout = proxyauth.NewLockout(s.basic, lc)
+	return nil
+}
+
+func (s *Server) startTLS(ctx context.Context) error {
+	if len(s.cfg.TLSListen) == 0 {
+		return nil
+	}
+	tc := s.cfg.TLS
+	tc.Logger = s.log
+	tc.OnReload = func(err error) {
+		if err != nil {
+			s.log.Error("TLS certificate reload failed; the previous certificate is still served", "err", err)
 		}
 	}
-	return c
+	if tc.ACME != nil {
+		a := *tc.ACME
+		a.DisableTLSALPNChallenge = true // the proxy listener does not answer TLS-ALPN-01
+		tc.ACME = &a
+	}
+	m, err := tlslisten.New(ctx, tc)
+	if err != nil {
+		return fmt.Errorf("tls: %w", err)
+	}
+	s.tls = m
+	return nil
+}
+
+func (s *Server) openAudit(context.Context) error {
+	ac := s.cfg.Audit
+	ac.Logger = s.log
+	a, err := audit.New(ac)
+	if err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
+	s.audit = a
+	s.fanout = auditFanout{log: a, metrics: s.metrics, observers: s.opts.observers}
+	return nil
+}
+
+// bindListeners binds every listener before the handler exists: the handler's address guard
+// must know them, so that no client can make the gateway dial itself.
+func (s *Server) bindListeners(context.Context) error {
+	conns := limits.NewConnLimiter(s.cfg.Limits.MaxConnections, s.cfg.Limits.MaxConnectionsPerClient)
+	// Accept only starts in Run, once s.gw exists.
+	refuse := func(c net.Conn, reason policy.Reason) error {
+		s.metrics.Rejected(string(reason))
+		return s.gw.RefuseConn(c, reason)
+	}
+	bind := func(key, addr string) (net.Listener, error) {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return nil, listenError(key, addr, err)
+		}
+		s.self = append(s.self, ln.Addr().(*net.TCPAddr).AddrPort())
+		return ln, nil
+	}
+	for _, addr := range s.cfg.Listen {
+		ln, err := bind("listen", addr)
+		if err != nil {
+			return err
+		}
+		s.plain = append(s.plain, limits.LimitListener(ln, conns, refuse))
+	}
+	for _, addr := range s.cfg.TLSListen {
+		ln, err := bind("tls_listen", addr)
+		if err != nil {
+			return err
+		}
+		s.tlsLns = append(s.tlsLns, tls.NewListener(limits.LimitListener(ln, conns, refuse), s.tls.TLSConfig()))
+	}
+	if s.cfg.Admin != "" {
+		ln, err := bind("admin", s.cfg.Admin)
+		if err != nil {
+			return err
+		}
+		s.adminLn = ln
+	}
+	return nil
+}
+
+// listenError says which configured address could not be bound and what to do about it.
+func listenError(key, addr string, err error) error {
+	hint := "check the address in the configuration"
+	switch {
+	case errors.Is(err, syscall.EADDRINUSE):
+		hint = "another program (or another scpgate) is listening there: stop it or choose another port"
+	case errors.Is(err, syscall.EACCES):
+		hint = "ports below 1024 need root or CAP_NET_BIND_SERVICE"
+	case errors.Is(err, syscall.EADDRNOTAVAIL):
+		hint = "no interface of this machine has that address"
+	}
+	return fmt.Errorf("%s %s: cannot listen: %w (%s)", key, addr, err, hint)
+}
+
+func (s *Server) newGateway(context.Context) error {
+	allow, err := s.cfg.AllowPrefixes()
+	if err != nil {
+		return err
+	}
+	var rate *limits.RateLimiter
+	if l := s.cfg.Limits; l.RequestsPerSecond > 0 {
+		rate = limits.NewRateLimiter(l.RequestsPerSecond, l.Burst, 65536, time.Now)
+	}
+	opts := gateway.Options{
+		Policy:    s.policy,
+		Resolver:  s.resolver,
+		Guard:     netguard.New(allow).WithListeners(s.self...),
+		Audit:     s.fanout,
+		Logger:    s.log,
+		Timeouts:  s.cfg.Timeouts.Timeouts,
+		Limits:    s.cfg.Limits,
+		RateLimit: rate,
+		Observer:  s.metrics,
+	}
+	if s.lockout != nil {
+		opts.Auth = s.lockout
+	}
+	s.gw, err = gateway.New(opts)
+	return err
+}
+
+// watchFiles starts the one watcher of the policy, htpasswd and static TLS files. Watching
+// starts now, not in Run: an edit made once New returned is not missed.
+func (s *Server) watchFiles(context.Context) error {
+	if !s.cfg.WatchFiles() {
+		return nil
+	}
+	files := []string{s.cfg.Policy}
+	if s.basic != nil {
+		files = append(files, s.cfg.Auth.Htpasswd)
+	}
+	if s.tls != nil {
+		files = append(files, s.tls.Files()...)
+	}
+	w, err := filewatch.New(files, 200*time.Millisecond, s.log)
+	if err != nil {
+		s.log.Warn("cannot watch the configured files; SIGHUP still reloads", "err", err)
+		return nil
+	}
+	s.watcher = w
+	return nil
 }
 
 func loadHtpasswd(path string) (*proxyauth.Store, [sha256.Size]byte, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, [sha256.Size]byte{}, fmt.Errorf("auth: %w", err)
+		return nil, [sha256.Size]byte{}, fmt.Errorf("auth.htpasswd: %w (create it with `scpgate passwd -file %s USER`)", err, path)
 	}
 	store, err := proxyauth.ParseHtpasswd(path, data)
 	if err != nil {
@@ -282,19 +341,21 @@ func (s *Server) Addrs() Addresses {
 }
 
 // Gateway exposes the handler, for inspection.
-func (s *Server) Gateway() *Gateway { return s.gw }
+func (s *Server) Gateway() *gateway.Gateway { return s.gw }
 
 // Metrics exposes the metrics, for inspection.
 func (s *Server) Metrics() *metrics.Metrics { return s.metrics }
 
-// Reload reads the policy and htpasswd files again (and the static TLS certificate). Each is
-// swapped in only if it is entirely valid; on error the one in force stays and the error says
-// why, with file:line:col for the policy. Open tunnels are never touched.
+// Reload reads the policy and htpasswd files again. Each is swapped in only if it is entirely
+// valid; on error the one in force stays and the error says why, with file:line:col for the
+// policy. Every successful policy load is logged ("policy reloaded", with its version or
+// "unchanged") and counted. Open tunnels are never touched. The static TLS files are
+// ReloadTLS's.
 func (s *Server) Reload() error {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
 	var errs []error
-	pol, err := policy.Load(s.cfg.Resolve(s.cfg.Policy))
+	pol, err := policy.Load(s.cfg.Policy)
 	switch {
 	case err != nil:
 		s.metrics.PolicyLoadFailed()
@@ -305,22 +366,25 @@ func (s *Server) Reload() error {
 		s.loadedAt.Store(now.UnixNano())
 		s.metrics.PolicyLoaded(pol.Version, now)
 		s.log.Info("policy reloaded", "file", pol.File, "version", pol.Version)
+	default:
+		s.metrics.PolicyLoaded(pol.Version, time.Unix(0, s.loadedAt.Load()))
+		s.log.Info("policy reloaded", "file", pol.File, "version", "unchanged")
 	}
-	if s.auth != nil {
-		store, sum, err := loadHtpasswd(s.cfg.Resolve(s.cfg.Auth.Htpasswd))
+	if s.basic != nil {
+		store, sum, err := loadHtpasswd(s.cfg.Auth.Htpasswd)
 		switch {
 		case err != nil:
 			errs = append(errs, err)
-		case !bytes.Equal(sum[:], s.htpasswdSum[:]):
+		case sum != s.htpasswdSum:
 			// Swap drops the verified-credential cache: a removed user or a changed password
-			// takes effect at once.
-			s.auth.Swap(store)
+			// takes effect at once. Lockouts are kept: a reload must not reset an attacker.
+			s.basic.Swap(store)
 			s.htpasswdSum = sum
 			s.log.Info("users reloaded", "file", s.cfg.Auth.Htpasswd, "users", store.Len())
 		}
 	}
 	err = errors.Join(errs...)
-	for _, f := range s.onReload {
+	for _, f := range s.opts.onReload {
 		f(err)
 	}
 	return err
@@ -345,14 +409,17 @@ func (s *Server) ReopenAudit() error { return s.audit.Reopen() }
 func (s *Server) Run(ctx context.Context) error {
 	addrs := s.Addrs()
 	s.log.Info("scpgate serving", "proxy", addrs.Proxy, "tls", addrs.TLS, "admin", addrs.Admin,
-		"policy", s.gw.Policy().File, "version", s.gw.Policy().Version, "auth", s.auth != nil)
+		"policy", s.gw.Policy().File, "version", s.gw.Policy().Version, "auth", s.basic != nil)
 	watchDone := make(chan struct{})
 	if s.watcher != nil {
 		go func() {
 			defer close(watchDone)
-			s.watcher.run(ctx, func() {
+			s.watcher.Run(ctx, func() {
 				if err := s.Reload(); err != nil {
 					s.log.Error("reload failed; the previous files stay in force", "err", err)
+				}
+				if s.tls != nil {
+					s.tls.FilesChanged()
 				}
 			})
 		}()
@@ -369,7 +436,7 @@ func (s *Server) Run(ctx context.Context) error {
 				Policy:      s.gw.Policy,
 				LoadedAt:    func() time.Time { return time.Unix(0, s.loadedAt.Load()) },
 				Ready:       func() bool { return !s.gw.Draining() },
-				AuthEnabled: func() bool { return s.auth != nil },
+				AuthEnabled: func() bool { return s.basic != nil },
 				Logger:      s.log,
 			}),
 			ReadHeaderTimeout: 10 * time.Second,
@@ -382,6 +449,7 @@ func (s *Server) Run(ctx context.Context) error {
 
 	// Readiness goes first: a load balancer must stop sending before the listeners close.
 	stopWatch := context.AfterFunc(ctx, func() {
+		s.log.Info("shutting down: not ready, no new connections; open tunnels may finish", "drain", s.cfg.Timeouts.Drain, "open_tunnels", s.gw.OpenTunnels())
 		s.gw.StartDraining()
 		s.metrics.SetDraining(true)
 	})
@@ -414,7 +482,7 @@ func (s *Server) Run(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// closeAll releases what NewServer acquired; it is safe on a partly built Server.
+// closeAll releases what New acquired; it is safe on a partly built Server.
 func (s *Server) closeAll() {
 	for _, ln := range append(append([]net.Listener(nil), s.plain...), s.tlsLns...) {
 		_ = ln.Close()
@@ -423,7 +491,10 @@ func (s *Server) closeAll() {
 		_ = s.adminLn.Close()
 	}
 	if s.watcher != nil {
-		s.watcher.close()
+		s.watcher.Close()
+	}
+	if s.lockout != nil {
+		s.lockout.Close()
 	}
 	if s.tls != nil {
 		_ = s.tls.Close()

@@ -1,5 +1,5 @@
 // Package sni reads the TLS ClientHello a client sends first inside a CONNECT tunnel, so the
-// gateway can compare its server_name with the CONNECT host (SPEC §3, "SNI check").
+// gateway can compare its server_name with the CONNECT host (README.md, "What a client gets").
 //
 // Nothing is decrypted and nothing is consumed on the client's behalf: ReadClientHello returns
 // every byte it read so the caller forwards them upstream unchanged, and it reads exactly the

@@ -10,20 +10,14 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/caddyserver/certmagic"
-	"github.com/fsnotify/fsnotify"
 	"go.uber.org/zap"
 )
 
-// settle is how long the watcher waits after the last change in a watched directory before it
-// loads the files, so that one replacement (temporary file, rename, chmod) is one reload.
-const settle = 100 * time.Millisecond
-
-// confirm is how long the watcher waits before it believes a pair that failed to load.
+// confirm is how long FilesChanged waits before it believes a pair that failed to load.
 // Certificate tooling replaces the key and the certificate one after the other, each with its
 // own fsync, which can take longer than settle; reading in between pairs a new key with the old
 // certificate. A failure is logged and reported only if the same contents fail again after
@@ -44,10 +38,12 @@ type staticSource struct {
 	served, bad [sha256.Size]byte
 	hasBad      bool
 
-	watcher *fsnotify.Watcher
-	ctx     context.Context
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
+	// suspect is the digest of contents that failed once and are being given confirm to
+	// settle; recheck is the pending second look (nil when none). closed stops new ones.
+	suspect    [sha256.Size]byte
+	hasSuspect bool
+	recheck    *time.Timer
+	closed     bool
 }
 
 func (m *Manager) startStatic(ctx context.Context, zl *zap.Logger) error {
@@ -64,77 +60,41 @@ func (m *Manager) startStatic(ctx context.Context, zl *zap.Logger) error {
 	m.magic.Store(magic)
 
 	s := &staticSource{m: m, certFile: m.cfg.CertFile, keyFile: m.cfg.KeyFile}
-	w, err := fsnotify.NewWatcher()
-	if err != nil {
-		return fmt.Errorf("tlslisten: watch certificate files: %w", err)
-	}
-	// Watch first, load second: a change that lands in between is then seen, not lost.
-	dirs := []string{filepath.Dir(s.certFile)}
-	if d := filepath.Dir(s.keyFile); d != dirs[0] {
-		dirs = append(dirs, d)
-	}
-	for _, d := range dirs {
-		if err := w.Add(d); err != nil {
-			_ = w.Close()
-			return fmt.Errorf("tlslisten: watch %s: %w", d, err)
-		}
-	}
 	if _, _, err := s.load(ctx, true); err != nil {
-		_ = w.Close()
 		return err
 	}
-	s.watcher = w
-	s.ctx, s.cancel = context.WithCancel(context.Background())
 	m.static = s
-	s.wg.Add(1)
-	go s.watch()
 	return nil
 }
 
-// watch turns directory events into debounced reloads until close.
-func (s *staticSource) watch() {
-	defer s.wg.Done()
-	timer := time.NewTimer(settle)
-	timer.Stop()
-	defer timer.Stop()
-	// suspect is the digest of contents that failed once and are being given time to settle.
-	var suspect [sha256.Size]byte
-	var hasSuspect bool
-	for {
-		select {
-		case <-s.ctx.Done():
-			return
-		case ev, ok := <-s.watcher.Events:
-			if !ok {
-				return
-			}
-			// Every event counts, not only those naming the two files: Kubernetes-style
-			// secret volumes swap a "..data" symlink and never touch the file names. load
-			// compares contents, so an unrelated event costs two reads and nothing else.
-			s.m.log.Debug("tls certificate directory changed", "event", ev.String())
-			timer.Reset(settle)
-		case err, ok := <-s.watcher.Errors:
-			if !ok {
-				return
-			}
-			s.m.log.Error("tls certificate watcher", "err", err)
-		case <-timer.C:
-			sum, changed, err := s.load(s.ctx, false)
-			switch {
-			case err == nil:
-				hasSuspect = false
-				if changed {
-					s.report(nil)
-				}
-			case !hasSuspect || sum != suspect:
-				suspect, hasSuspect = sum, true
-				timer.Reset(confirm)
-			default:
-				hasSuspect = false
-				s.markBad(sum)
-				s.report(err)
-			}
+// filesChanged loads the files if their contents changed. A pair that fails to load is looked
+// at again after confirm and reported only if the same contents fail again: tooling replaces
+// the key and the certificate one after the other.
+func (s *staticSource) filesChanged() {
+	sum, changed, err := s.load(context.Background(), false)
+	s.mu.Lock()
+	if s.recheck != nil {
+		s.recheck.Stop()
+		s.recheck = nil
+	}
+	switch {
+	case err == nil:
+		s.hasSuspect = false
+		s.mu.Unlock()
+		if changed {
+			s.report(nil)
 		}
+	case !s.hasSuspect || sum != s.suspect:
+		s.suspect, s.hasSuspect = sum, true
+		if !s.closed {
+			s.recheck = time.AfterFunc(confirm, s.filesChanged)
+		}
+		s.mu.Unlock()
+	default:
+		s.hasSuspect = false
+		s.bad, s.hasBad = sum, true
+		s.mu.Unlock()
+		s.report(err)
 	}
 }
 
@@ -222,10 +182,13 @@ func (s *staticSource) load(ctx context.Context, force bool) (sum [sha256.Size]b
 }
 
 func (s *staticSource) close() error {
-	s.cancel()
-	err := s.watcher.Close()
-	s.wg.Wait()
-	return err
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	if s.recheck != nil {
+		s.recheck.Stop()
+	}
+	return nil
 }
 
 // digest identifies a (certificate, key) pair of file contents.

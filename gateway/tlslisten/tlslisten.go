@@ -38,18 +38,19 @@ type Config struct {
 	// Static: PEM files (the key in PKCS#1, PKCS#8 or SEC 1 form), reloaded when they change on
 	// disk. The files' directories are watched, not the files, because editors and certificate
 	// tooling replace files by rename, which a watch on the old inode would miss.
-	CertFile, KeyFile string
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
 	// ACME: certificates from an internal ACME CA.
-	ACME *ACMEConfig
+	ACME *ACMEConfig `yaml:"acme"`
 	// Logger receives the package's and certmagic's log lines. Nil discards them.
-	Logger *slog.Logger
+	Logger *slog.Logger `yaml:"-"`
 	// OnReload, if set, is called with the outcome of every reload of the static files: nil
 	// (the new certificate is being served) or the error (the previous one still is). The
 	// watcher calls it when changed files were loaded, or failed to load twice a second apart
 	// (a key and certificate replaced one after the other are briefly mismatched); Reload calls
 	// it every time. It runs on the caller's goroutine and must return quickly. Meant for
 	// metrics, and for tests that wait for a reload.
-	OnReload func(err error)
+	OnReload func(err error) `yaml:"-"`
 }
 
 // ACMEConfig obtains the listener's certificate from an internal ACME CA.
@@ -63,29 +64,32 @@ type Config struct {
 type ACMEConfig struct {
 	// DirectoryURL is the CA's ACME directory, e.g. https://127.0.0.1:14000/dir. It is the only
 	// CA ever contacted: there is no fallback or staging CA.
-	DirectoryURL string
+	DirectoryURL string `yaml:"directory_url"`
 	// TrustedRootsFile is the PEM file of the CA that signs the ACME server's own HTTPS endpoint
 	// (certmagic: ACMEIssuer.TrustedRoots). Empty uses the system roots.
-	TrustedRootsFile string
+	TrustedRootsFile string `yaml:"trusted_roots_file"`
 	// Email is the ACME account contact. Required: with no email, certmagic would prompt for
 	// one on standard input.
-	Email string
+	Email string `yaml:"email"`
 	// Domains are the names (or IP addresses, if the CA supports them) the listener serves.
 	// certmagic obtains one certificate per name; a handshake without a matching SNI (no SNI, or
 	// an IP-literal target, which TLS clients do not send as SNI) gets Domains[0]'s.
-	Domains []string
+	Domains []string `yaml:"domains"`
 	// StorageDir is certmagic's file storage (accounts, keys, certificates, locks). Gateway
 	// instances that share it share one certificate: the first obtains it under a storage lock,
 	// the others load it.
-	StorageDir string
+	StorageDir string `yaml:"storage_dir"`
 	// DisableHTTPChallenge and DisableTLSALPNChallenge turn off HTTP-01 or TLS-ALPN-01; at least
 	// one must stay enabled.
-	DisableHTTPChallenge, DisableTLSALPNChallenge bool
+	// The gateway's proxy listener does not answer TLS-ALPN-01, so the file cannot enable it.
+	DisableHTTPChallenge    bool `yaml:"-"`
+	DisableTLSALPNChallenge bool `yaml:"-"`
 	// ListenHost is the address certmagic's challenge listeners bind (empty: all interfaces).
-	ListenHost string
+	ListenHost string `yaml:"challenge_host"`
 	// AltHTTPPort and AltTLSALPNPort replace ports 80 and 443 for the challenge listeners
 	// (optional; for tests, or when the CA's traffic is forwarded).
-	AltHTTPPort, AltTLSALPNPort int
+	AltHTTPPort    int `yaml:"challenge_http_port"`
+	AltTLSALPNPort int `yaml:"-"`
 }
 
 // Validate reports whether c names exactly one usable certificate source, with every problem
@@ -363,7 +367,25 @@ func (m *Manager) Reload() error {
 	return m.static.reload(context.Background())
 }
 
-// Close stops the file watcher and certmagic's maintenance goroutine and waits for them. Open
+// Files are the static certificate and key files, for the process's file watcher (nil with
+// ACME); call FilesChanged when they may have changed.
+func (m *Manager) Files() []string {
+	if m.static == nil {
+		return nil
+	}
+	return []string{m.static.certFile, m.static.keyFile}
+}
+
+// FilesChanged loads the static files if their contents changed and reports the outcome to
+// OnReload. A pair that fails to load is reported only if it still fails a second later (tools
+// replace the key and the certificate one after the other). With ACME it does nothing.
+func (m *Manager) FilesChanged() {
+	if m.static != nil {
+		m.static.filesChanged()
+	}
+}
+
+// Close stops the pending file re-check and certmagic's maintenance goroutine and waits for them. Open
 // connections are not touched; certificates already cached keep being served to handshakes
 // that still arrive.
 func (m *Manager) Close() error {

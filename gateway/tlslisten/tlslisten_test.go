@@ -21,6 +21,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/scpgate/scpgate/gateway/filewatch"
 	"github.com/scpgate/scpgate/sim/testca"
 )
 
@@ -175,7 +176,17 @@ func newStaticEnv(t *testing.T, names ...string) *staticEnv {
 		t.Fatal(err)
 	}
 	e.addr = ln.Addr().String()
-	e.stop = serve(t, ln)
+	stopServe := serve(t, ln)
+	// The files are watched as the gateway process watches them: one filewatch.Watcher whose
+	// changes go to FilesChanged.
+	fw, err := filewatch.New(e.m.Files(), 100*time.Millisecond, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	watchDone := make(chan struct{})
+	go func() { fw.Run(ctx, e.m.FilesChanged); close(watchDone) }()
+	e.stop = func() { cancel(); <-watchDone; stopServe() }
 	return e
 }
 

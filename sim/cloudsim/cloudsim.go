@@ -1,6 +1,6 @@
 // Package cloudsim is the simulated Microsoft cloud for integration tests and the demo: one
 // HTTPS server on port 443 of a loopback address that answers for every endpoint name the
-// service connection point uses (SPEC §8), with certificates from a testca.CA.
+// service connection point uses (the groups of endpoints.yaml), with certificates from a testca.CA.
 //
 // It serves the update-check chain (go.microsoft.com fwlink → sccm.manage.microsoft.com
 // connected service → signed manifest on download.microsoft.com), payloads with range support
@@ -35,8 +35,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/scpgate/scpgate/sim/testca"
 	"github.com/scpgate/scpgate/manifest"
+	"github.com/scpgate/scpgate/sim/testca"
 )
 
 const (

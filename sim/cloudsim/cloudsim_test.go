@@ -23,8 +23,8 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/scpgate/scpgate/sim/testca"
 	"github.com/scpgate/scpgate/manifest"
+	"github.com/scpgate/scpgate/sim/testca"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

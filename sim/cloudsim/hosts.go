@@ -17,7 +17,7 @@ const (
 	HostAzureEdge = "configmgrbits.azureedge.net"
 )
 
-// DefaultHosts returns every HTTPS (port 443) name from the endpoint lists in SPEC §8, current
+// DefaultHosts returns every HTTPS (port 443) name from the endpoint lists of endpoints.yaml, current
 // and historical, with one sample name for each wildcard pattern. The certificate covers all of
 // them and each answers GET / with a short banner. The port-80 certificate-revocation names are
 // not served: the cloud only listens on 443.

@@ -32,11 +32,11 @@ import (
 	"path/filepath"
 	"slices"
 
+	"github.com/scpgate/scpgate/internal/atomicfile"
+	"github.com/scpgate/scpgate/manifest"
 	"github.com/scpgate/scpgate/sim/cloudsim"
 	"github.com/scpgate/scpgate/sim/dnssim"
 	"github.com/scpgate/scpgate/sim/testca"
-	"github.com/scpgate/scpgate/internal/atomicfile"
-	"github.com/scpgate/scpgate/manifest"
 )
 
 // File names written into Options.Dir.

@@ -21,8 +21,8 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/scpgate/scpgate/gateway/resolver"
-	"github.com/scpgate/scpgate/sim/cloudsim"
 	"github.com/scpgate/scpgate/manifest"
+	"github.com/scpgate/scpgate/sim/cloudsim"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
