@@ -1,10 +1,10 @@
 package integration
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -20,9 +20,9 @@ import (
 	"github.com/scpgate/scpgate/sim/dnssim"
 )
 
-// connectOK is the gateway's whole answer to an allowed CONNECT (gateway/connect.go): a client
-// that reads exactly these bytes has its tunnel.
-const connectOK = "HTTP/1.1 200 Connection established\r\n\r\n"
+// connectOK is the status line of the gateway's answer to an allowed CONNECT (gateway/connect.go);
+// X-Scpgate-Conn and the blank line follow.
+const connectOK = "HTTP/1.1 200 Connection established\r\n"
 
 // benchGateway is a full server.Server with authentication on, in front of a loopback TCP
 // origin that accepts and closes. The harness's world needs a *testing.T, so benchmarks build
@@ -145,12 +145,21 @@ func (g *benchGateway) connect(req []byte) error {
 	if _, err := c.Write(req); err != nil {
 		return err
 	}
-	var buf [len(connectOK)]byte
-	if _, err := io.ReadFull(c, buf[:]); err != nil {
-		return fmt.Errorf("reading the CONNECT answer: %w", err)
+	// The head is the status line, X-Scpgate-Conn and the blank line; nothing follows it.
+	var buf [256]byte
+	n := 0
+	for !bytes.HasSuffix(buf[:n], []byte("\r\n\r\n")) {
+		if n == len(buf) {
+			return fmt.Errorf("CONNECT answer head over %d bytes: %q", len(buf), buf[:n])
+		}
+		m, err := c.Read(buf[n:])
+		if err != nil {
+			return fmt.Errorf("reading the CONNECT answer: %w (got %q)", err, buf[:n])
+		}
+		n += m
 	}
-	if string(buf[:]) != connectOK {
-		return fmt.Errorf("CONNECT answered %q, want %q", buf[:], connectOK)
+	if !bytes.HasPrefix(buf[:n], []byte(connectOK)) || !bytes.Contains(buf[:n], []byte("\r\nX-Scpgate-Conn: ")) {
+		return fmt.Errorf("CONNECT answered %q, want %q and X-Scpgate-Conn", buf[:n], connectOK)
 	}
 	return nil
 }
