@@ -110,9 +110,11 @@ func (r *Report) WriteText(w io.Writer) error {
 		if len(r.UnusedRules) == 0 {
 			b.printf("  none: every rule of an enabled group allowed a connection\n")
 		}
+		tw := tabwriter.NewWriter(b, 2, 4, 2, ' ', 0)
 		for _, u := range r.UnusedRules {
-			b.printf("  %s  %s\n", u.Group, u.Pattern)
+			fmt.Fprintf(tw, "  %s\t%s\t%s\n", u.Group, u.Pattern, u.Kind)
 		}
+		b.err = cmp.Or(b.err, tw.Flush())
 	}
 
 	if len(r.Refusals) > 0 {
