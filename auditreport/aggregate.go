@@ -26,6 +26,8 @@ const (
 
 	// maxLine bounds one audit line; a longer one is counted as malformed and skipped.
 	maxLine = 1 << 20
+	// readBuffer is the read buffer per file; real lines are a few hundred bytes.
+	readBuffer = 64 << 10
 	// maxReasons bounds the distinct reason codes kept per row; more fold into "other".
 	maxReasons = 32
 )
@@ -172,7 +174,7 @@ func (a *Aggregator) Read(ctx context.Context, name string, r io.Reader) (err er
 			in.Error = err.Error()
 		}
 	}()
-	br := bufio.NewReaderSize(r, maxLine)
+	br := bufio.NewReaderSize(r, readBuffer)
 	if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
 		gz, err := gzip.NewReader(br)
 		if err != nil {
@@ -180,10 +182,11 @@ func (a *Aggregator) Read(ctx context.Context, name string, r io.Reader) (err er
 		}
 		defer gz.Close()
 		in.Compressed = true
-		br = bufio.NewReaderSize(gz, maxLine)
+		br = bufio.NewReaderSize(gz, readBuffer)
 	}
+	lr := lineReader{br: br}
 	for {
-		line, ok, tooLong, err := readLine(br)
+		line, ok, tooLong, err := lr.next()
 		if ok {
 			in.Lines++
 			if tooLong {
@@ -206,19 +209,37 @@ func (a *Aggregator) Read(ctx context.Context, name string, r io.Reader) (err er
 	}
 }
 
-// readLine returns the next line without its line ending; ok is false only at the end of the
-// input. A line longer than the reader's buffer is consumed and reported as tooLong. err is
-// io.EOF after the last line.
-func readLine(br *bufio.Reader) (line []byte, ok, tooLong bool, err error) {
-	line, err = br.ReadSlice('\n')
-	for errors.Is(err, bufio.ErrBufferFull) {
-		tooLong = true
-		_, err = br.ReadSlice('\n')
+// lineReader splits a stream into lines of at most maxLine bytes without holding more than one
+// line in memory.
+type lineReader struct {
+	br   *bufio.Reader
+	long []byte // a line longer than br's buffer, assembled
+}
+
+// next returns the next line without its line ending; ok is false only at the end of the
+// input. A line longer than maxLine is consumed and reported as tooLong. err is io.EOF after the
+// last line.
+func (lr *lineReader) next() (line []byte, ok, tooLong bool, err error) {
+	lr.long = lr.long[:0]
+	for {
+		frag, err := lr.br.ReadSlice('\n')
+		full := errors.Is(err, bufio.ErrBufferFull)
+		switch {
+		case tooLong:
+		case len(lr.long)+len(frag) > maxLine:
+			tooLong, lr.long = true, lr.long[:0]
+		case full || len(lr.long) > 0:
+			lr.long = append(lr.long, frag...)
+			frag = lr.long
+		}
+		if full {
+			continue
+		}
+		if tooLong {
+			return nil, true, true, err
+		}
+		return bytes.TrimRight(frag, "\r\n"), len(frag) > 0, false, err
 	}
-	if tooLong {
-		return nil, true, true, err
-	}
-	return bytes.TrimRight(line, "\r\n"), len(line) > 0, false, err
 }
 
 func (a *Aggregator) line(in *Input, line []byte) {

@@ -345,12 +345,14 @@ func TestRowLimitsBoundMemory(t *testing.T) {
 
 func TestLongLineIsMalformedNotFatal(t *testing.T) {
 	a := New(Options{})
-	text := strings.Repeat("x", maxLine+10) + "\n" + lines(t, allow(0, "10.0.0.1:1", "go.microsoft.com", "go.microsoft.com", 1, 1))
+	// A record longer than the read buffer but within maxLine still counts.
+	wide := allow(0, "10.0.0.1:1", strings.Repeat("a", 3*readBuffer)+".example.com", "go.microsoft.com", 1, 1)
+	text := strings.Repeat("x", maxLine+10) + "\n" + lines(t, allow(0, "10.0.0.1:1", "go.microsoft.com", "go.microsoft.com", 1, 1), wide)
 	if err := a.Read(context.Background(), "big", strings.NewReader(text)); err != nil {
 		t.Fatal(err)
 	}
 	r := a.Report()
-	if r.Malformed.Count != 1 || r.Malformed.Shown[0].Line != 1 || r.Totals.Records != 1 {
+	if r.Malformed.Count != 1 || r.Malformed.Shown[0].Line != 1 || r.Totals.Records != 2 || len(r.Endpoints) != 2 {
 		t.Errorf("malformed %+v totals %+v", r.Malformed, r.Totals)
 	}
 }
