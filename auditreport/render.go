@@ -144,10 +144,12 @@ func (r *Report) WriteText(w io.Writer) error {
 			b.printf("  %s:%d: %s\n", m.File, m.Line, m.Error)
 		}
 	}
-	for _, note := range r.notes() {
-		b.printf("\nnote: %s", note)
+	if notes := r.notes(); len(notes) > 0 {
+		b.printf("\n")
+		for _, note := range notes {
+			b.printf("note: %s\n", note)
+		}
 	}
-	b.printf("\n")
 	return b.err
 }
 
