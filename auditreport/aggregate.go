@@ -52,20 +52,19 @@ type Options struct {
 }
 
 func (o *Options) defaults() {
-	if o.ClientExactLimit <= 0 {
-		o.ClientExactLimit = DefaultClientExactLimit
-	}
-	if o.MaxEndpoints <= 0 {
-		o.MaxEndpoints = DefaultMaxEndpoints
-	}
-	if o.MaxDenied <= 0 {
-		o.MaxDenied = DefaultMaxDenied
-	}
-	if o.MaxRefusals <= 0 {
-		o.MaxRefusals = DefaultMaxRefusals
-	}
-	if o.MalformedShown <= 0 {
-		o.MalformedShown = DefaultMalformedShown
+	for _, f := range []struct {
+		v   *int
+		def int
+	}{
+		{&o.ClientExactLimit, DefaultClientExactLimit},
+		{&o.MaxEndpoints, DefaultMaxEndpoints},
+		{&o.MaxDenied, DefaultMaxDenied},
+		{&o.MaxRefusals, DefaultMaxRefusals},
+		{&o.MalformedShown, DefaultMalformedShown},
+	} {
+		if *f.v <= 0 {
+			*f.v = f.def
+		}
 	}
 }
 

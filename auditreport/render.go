@@ -74,70 +74,44 @@ func (r *Report) WriteText(w io.Writer) error {
 	b.printf("period:   %s\n", r.PeriodText())
 	b.printf("traffic:  %s up, %s down, %s distinct client(s)\n", bytesText(r.Totals.BytesUp), bytesText(r.Totals.BytesDown), countText(r.Totals.Clients))
 
-	b.printf("\nENDPOINTS (allowed by the policy)\n")
-	if len(r.Endpoints) == 0 {
-		b.printf("  none\n")
-	} else {
-		tw := tabwriter.NewWriter(b, 2, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "  GROUP\tPATTERN\tHOST:PORT\tOK\tFAILED\tFAILURES\tUP\tDOWN\tCLIENTS\tLAST SUCCESS")
-		for _, e := range r.Endpoints {
+	b.table("ENDPOINTS (allowed by the policy)", "none",
+		"GROUP\tPATTERN\tHOST:PORT\tOK\tFAILED\tFAILURES\tUP\tDOWN\tCLIENTS\tLAST SUCCESS", len(r.Endpoints),
+		func(i int) []any {
+			e := r.Endpoints[i]
 			pattern := e.Pattern
 			if !e.InPolicy && r.Policy != nil {
 				pattern += " (not in policy)"
 			}
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\n", dash(e.Group), dash(pattern), hostPort(e.Host, e.Port),
-				e.Successes, e.Failures, dash(reasonsText(e.FailureReasons)), bytesText(e.BytesUp), bytesText(e.BytesDown),
-				countText(e.Clients), timeText(e.LastSuccess))
-		}
-		b.err = cmp.Or(b.err, tw.Flush())
-	}
-
-	b.printf("\nDENIED NAMES (most frequent first)\n")
-	if len(r.Denied) == 0 {
-		b.printf("  none\n")
-	} else {
-		tw := tabwriter.NewWriter(b, 2, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "  COUNT\tHOST:PORT\tREASONS\tCLIENTS\tLAST SEEN\tA DISABLED GROUP WOULD ALLOW IT")
-		for _, d := range r.Denied {
-			fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\t%s\n", d.Count, hostPort(d.Host, d.Port), reasonsText(d.Reasons),
-				countText(d.Clients), d.LastSeen.Format(time.RFC3339), dash(d.disabledText()))
-		}
-		b.err = cmp.Or(b.err, tw.Flush())
-	}
-
+			return []any{dash(e.Group), dash(pattern), hostPort(e.Host, e.Port), e.Successes, e.Failures,
+				dash(reasonsText(e.FailureReasons)), bytesText(e.BytesUp), bytesText(e.BytesDown), countText(e.Clients), timeText(e.LastSuccess)}
+		})
+	b.table("DENIED NAMES (most frequent first)", "none",
+		"COUNT\tHOST:PORT\tREASONS\tCLIENTS\tLAST SEEN\tA DISABLED GROUP WOULD ALLOW IT", len(r.Denied),
+		func(i int) []any {
+			d := r.Denied[i]
+			return []any{d.Count, hostPort(d.Host, d.Port), reasonsText(d.Reasons), countText(d.Clients), timeText(&d.LastSeen), dash(d.disabledText())}
+		})
 	if r.Policy != nil {
-		b.printf("\nRULES THAT ALLOWED NOTHING (candidates to remove)\n")
-		if len(r.UnusedRules) == 0 {
-			b.printf("  none: every rule of an enabled group allowed a connection\n")
-		}
-		tw := tabwriter.NewWriter(b, 2, 4, 2, ' ', 0)
-		for _, u := range r.UnusedRules {
-			fmt.Fprintf(tw, "  %s\t%s\t%s\n", u.Group, u.Pattern, u.Kind)
-		}
-		b.err = cmp.Or(b.err, tw.Flush())
+		b.table("RULES THAT ALLOWED NOTHING (candidates to remove)", "none: every rule of an enabled group allowed a connection",
+			"GROUP\tPATTERN\tKIND", len(r.UnusedRules),
+			func(i int) []any { u := r.UnusedRules[i]; return []any{u.Group, u.Pattern, u.Kind} })
 	}
-
 	if len(r.Refusals) > 0 {
-		b.printf("\nREFUSED BEFORE THE DESTINATION WAS JUDGED\n")
-		tw := tabwriter.NewWriter(b, 2, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "  REASON\tCOUNT\tCLIENTS\tLAST SEEN")
-		for _, f := range r.Refusals {
-			fmt.Fprintf(tw, "  %s\t%d\t%s\t%s\n", dash(f.Reason), f.Count, countText(f.Clients), f.LastSeen.Format(time.RFC3339))
-		}
-		b.err = cmp.Or(b.err, tw.Flush())
+		b.table("REFUSED BEFORE THE DESTINATION WAS JUDGED", "", "REASON\tCOUNT\tCLIENTS\tLAST SEEN", len(r.Refusals),
+			func(i int) []any {
+				f := r.Refusals[i]
+				return []any{dash(f.Reason), f.Count, countText(f.Clients), timeText(&f.LastSeen)}
+			})
 	}
-
-	b.printf("\nINPUTS\n")
-	tw := tabwriter.NewWriter(b, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "  FILE\tLINES\tRECORDS\tOUTSIDE PERIOD\tMALFORMED\tERROR")
-	for _, in := range r.Inputs {
-		name := in.File
-		if in.Compressed {
-			name += " (gzip)"
-		}
-		fmt.Fprintf(tw, "  %s\t%d\t%d\t%d\t%d\t%s\n", name, in.Lines, in.Records, in.OutsidePeriod, in.Malformed, dash(in.Error))
-	}
-	b.err = cmp.Or(b.err, tw.Flush())
+	b.table("INPUTS", "", "FILE\tLINES\tRECORDS\tOUTSIDE PERIOD\tMALFORMED\tERROR", len(r.Inputs),
+		func(i int) []any {
+			in := r.Inputs[i]
+			name := in.File
+			if in.Compressed {
+				name += " (gzip)"
+			}
+			return []any{name, in.Lines, in.Records, in.OutsidePeriod, in.Malformed, dash(in.Error)}
+		})
 	if r.Malformed.Count > 0 {
 		b.printf("\nMALFORMED LINES: %d (skipped; the first %d listed)\n", r.Malformed.Count, len(r.Malformed.Shown))
 		for _, m := range r.Malformed.Shown {
@@ -451,3 +425,26 @@ func (e *errWriter) Write(p []byte) (int, error) {
 }
 
 func (e *errWriter) printf(format string, args ...any) { fmt.Fprintf(e, format, args...) }
+
+// table prints a titled, aligned table of n rows (cells from row), or empty when n is 0.
+func (e *errWriter) table(title, empty, header string, n int, row func(i int) []any) {
+	e.printf("\n%s\n", title)
+	if n == 0 && empty != "" {
+		e.printf("  %s\n", empty)
+		return
+	}
+	tw := tabwriter.NewWriter(e, 2, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "  %s\n", header)
+	for i := range n {
+		cells := row(i)
+		fmt.Fprint(tw, "  ")
+		for j, c := range cells {
+			sep := "\t"
+			if j == len(cells)-1 {
+				sep = "\n"
+			}
+			fmt.Fprintf(tw, "%v%s", c, sep)
+		}
+	}
+	e.err = cmp.Or(e.err, tw.Flush())
+}
