@@ -94,9 +94,9 @@ code { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-size: .
 
 {{if .Refusals}}<h2>Refused before the destination was judged</h2>
 <table>
-<thead><tr><th>Reason</th><th>Count</th><th>Clients</th><th>Last seen</th></tr></thead>
+<thead><tr><th>Reason</th><th>Count</th><th>Clients</th><th>Last seen</th><th>Meaning</th></tr></thead>
 <tbody>
-{{range .Refusals}}<tr><td><code>{{dash .Reason}}</code></td><td class="n">{{.Count}}</td><td class="n">{{count .Clients}}</td><td>{{at .LastSeen}}</td></tr>
+{{range .Refusals}}<tr><td><code>{{dash .Reason}}</code></td><td class="n">{{.Count}}</td><td class="n">{{count .Clients}}</td><td>{{at .LastSeen}}</td><td>{{dash .Description}}</td></tr>
 {{end}}</tbody></table>{{end}}
 
 <h2>Inputs</h2>

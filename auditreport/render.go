@@ -97,10 +97,10 @@ func (r *Report) WriteText(w io.Writer) error {
 			func(i int) []any { u := r.UnusedRules[i]; return []any{u.Group, u.Pattern, u.Kind} })
 	}
 	if len(r.Refusals) > 0 {
-		b.table("REFUSED BEFORE THE DESTINATION WAS JUDGED", "", "REASON\tCOUNT\tCLIENTS\tLAST SEEN", len(r.Refusals),
+		b.table("REFUSED BEFORE THE DESTINATION WAS JUDGED", "", "REASON\tCOUNT\tCLIENTS\tLAST SEEN\tMEANING", len(r.Refusals),
 			func(i int) []any {
 				f := r.Refusals[i]
-				return []any{dash(f.Reason), f.Count, countText(f.Clients), timeText(&f.LastSeen)}
+				return []any{dash(f.Reason), f.Count, countText(f.Clients), timeText(&f.LastSeen), dash(f.Description)}
 			})
 	}
 	b.table("INPUTS", "", "FILE\tLINES\tRECORDS\tOUTSIDE PERIOD\tMALFORMED\tERROR", len(r.Inputs),

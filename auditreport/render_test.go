@@ -200,7 +200,7 @@ func TestText(t *testing.T) {
 		"ENDPOINTS", "go.microsoft.com:443", "upstream_refused 1",
 		"DENIED NAMES", "management.azure.com:443", "azure (management.azure.com)",
 		"RULES THAT ALLOWED NOTHING", "unused.example.com",
-		"REFUSED BEFORE THE DESTINATION WAS JUDGED", "auth_failed",
+		"REFUSED BEFORE THE DESTINATION WAS JUDGED", "auth_failed", "the credentials are wrong or malformed",
 		"MALFORMED LINES: 1", "audit.log:7: not a JSON object",
 	} {
 		if !strings.Contains(text, s) {

@@ -131,10 +131,11 @@ type Rule struct {
 
 // Refusal counts the requests refused for one reason before their destination was judged.
 type Refusal struct {
-	Reason   string    `json:"reason"`
-	Count    int64     `json:"count"`
-	Clients  Count     `json:"clients"`
-	LastSeen time.Time `json:"last_seen"`
+	Reason      string    `json:"reason"`
+	Description string    `json:"description"` // when the gateway gives the code; "" for an unknown code
+	Count       int64     `json:"count"`
+	Clients     Count     `json:"clients"`
+	LastSeen    time.Time `json:"last_seen"`
 }
 
 // Malformed is one line that was not an audit record.
@@ -248,7 +249,7 @@ func (a *Aggregator) Report() *Report {
 	}
 
 	for reason, f := range a.refusals {
-		r.Refusals = append(r.Refusals, Refusal{Reason: reason, Count: f.count, Clients: count(&f.clients), LastSeen: f.lastSeen})
+		r.Refusals = append(r.Refusals, Refusal{Reason: reason, Description: policy.Reason(reason).Description(), Count: f.count, Clients: count(&f.clients), LastSeen: f.lastSeen})
 	}
 	slices.SortFunc(r.Refusals, func(x, y Refusal) int {
 		return cmp.Or(cmp.Compare(y.Count, x.Count), cmp.Compare(x.Reason, y.Reason))
