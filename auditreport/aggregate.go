@@ -301,7 +301,7 @@ func classify(r *audit.Record) kind {
 // Add folds one record into the aggregate (Read calls it for every record in the period).
 func (a *Aggregator) Add(rec audit.Record) {
 	a.totals.Records++
-	if a.first.IsZero() || rec.Time.Before(a.first) {
+	if !rec.Time.IsZero() && (a.first.IsZero() || rec.Time.Before(a.first)) {
 		a.first = rec.Time
 	}
 	if rec.Time.After(a.last) {

@@ -17,6 +17,9 @@ type clientSet struct {
 }
 
 func (s *clientSet) add(client string, limit int) {
+	if client == "" {
+		return // a record without a client address names nobody
+	}
 	if s.regs == nil {
 		if _, ok := s.exact[client]; ok {
 			return

@@ -15,7 +15,7 @@ import (
 	"time"
 )
 
-// Formats lists the output formats, in the order -out writes them.
+// formats are the output formats, in the order -out writes them.
 var formats = []string{"text", "json", "html", "csv", "junit"}
 
 // Formats returns the names of the output formats.
