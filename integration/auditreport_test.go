@@ -2,7 +2,6 @@ package integration
 
 import (
 	"bytes"
-	"compress/gzip"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -129,25 +128,13 @@ func runReport(t *testing.T, bin string, args ...string) auditreport.Report {
 	return rep
 }
 
-// gzipFile compresses src into dst and removes src, as logrotate's compress does.
+// gzipFile compresses src into dst with gzip(1) and removes src, as logrotate's compress does.
 func gzipFile(t *testing.T, src, dst string) {
 	t.Helper()
-	data, err := os.ReadFile(src)
-	if err != nil {
-		t.Fatal(err)
+	if out, err := exec.Command("gzip", "-S", ".tmp.gz", src).CombinedOutput(); err != nil {
+		t.Fatalf("gzip %s: %v\n%s", src, err, out)
 	}
-	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf)
-	if _, err := zw.Write(data); err != nil {
-		t.Fatal(err)
-	}
-	if err := zw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(dst, buf.Bytes(), 0o640); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Remove(src); err != nil {
+	if err := os.Rename(src+".tmp.gz", dst); err != nil {
 		t.Fatal(err)
 	}
 }
