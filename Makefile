@@ -7,7 +7,7 @@ PKGS    := ./...
 # Integration tests bind port 443 on loopback addresses: they need root (or `unshare -rn`).
 TESTFLAGS ?= -race -count=1 -timeout 15m
 
-.PHONY: all build test vet fmt-check unit integration bench bench-policy bench-auth bench-compare fuzz demo clean deps
+.PHONY: all build test vet fmt-check unit integration bench bench-policy bench-auth bench-report bench-compare fuzz demo clean deps
 
 all: build
 
@@ -43,6 +43,12 @@ bench-policy:
 # Authenticated vs anonymous CONNECT setup through a real gateway on loopback; prints the ratio.
 bench-auth:
 	$(GO) test -run '^$$' -bench 'BenchmarkConnect' -benchmem ./integration/
+
+# scpgate report: the in-process cost per audit line, then the real binary over generated audit
+# files of 128 MiB and 1 GiB (AUDITREPORT_BENCH_MIB) with lines/s and peak RSS: memory stays flat.
+bench-report:
+	$(GO) test -run '^$$' -bench 'BenchmarkAggregate' -benchmem ./auditreport/
+	$(GO) test -run '^$$' -bench 'BenchmarkReportBinary' -benchtime 1x -timeout 30m ./auditreport/
 
 bench: bench-policy bench-auth
 

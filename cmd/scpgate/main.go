@@ -1,5 +1,5 @@
 // Command scpgate is the egress policy gateway for a Configuration Manager service connection
-// point: the gateway itself, and the tools to lint and explain its policy.
+// point: the gateway itself, the tools to lint and explain its policy, and the audit report.
 package main
 
 import (
@@ -17,6 +17,9 @@ Usage:
                                            which rule allows or denies HOST:PORT and why;
                                            exit 0 allow, 1 deny
   scpgate passwd -file FILE USER           add or replace a proxy user (bcrypt); password on stdin
+  scpgate report -audit FILE... [-policy FILE] [-since T] [-until T] [-format F] [-out DIR]
+                                           per-endpoint report of audit files: successes, failures,
+                                           denied names, rules that allowed nothing
   scpgate version
 
 Run 'scpgate COMMAND -h' for a command's flags.
@@ -45,6 +48,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return cmdPolicy(args[1:], stdout, stderr)
 	case "passwd":
 		return cmdPasswd(args[1:], stdin, stdout, stderr)
+	case "report":
+		return cmdReport(args[1:], stdin, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "scpgate", version())
 		return exitOK

@@ -15,7 +15,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -24,7 +23,6 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/scpgate/scpgate"
-	"github.com/scpgate/scpgate/gateway/audit"
 	"github.com/scpgate/scpgate/gateway/proxyauth"
 	"github.com/scpgate/scpgate/gateway/server"
 	"github.com/scpgate/scpgate/manifest"
@@ -229,8 +227,8 @@ func (d *demo) run(ctx context.Context) error {
 	if err := d.stop(); err != nil {
 		return err
 	}
-	d.step("what the gateway audited (%s)", d.auditFile)
-	if err := d.auditSummary(); err != nil {
+	d.step("what the gateway audited: scpgate report -audit %s", d.auditFile)
+	if err := d.auditReport(ctx); err != nil {
 		return err
 	}
 	if failed > 0 {
@@ -408,41 +406,6 @@ func (d *demo) scenarios(ctx context.Context) ([]result, error) {
 		}
 	}
 	return results, nil
-}
-
-func (d *demo) auditSummary() error {
-	recs, err := audit.ReadFile(d.auditFile)
-	if err != nil {
-		return err
-	}
-	type key struct{ decision, reason string }
-	counts := map[key]int{}
-	var bytesDown int64
-	for _, r := range recs {
-		counts[key{r.Decision, r.Reason}]++
-		bytesDown += r.BytesDown
-	}
-	keys := make([]key, 0, len(counts))
-	for k := range counts {
-		keys = append(keys, k)
-	}
-	sort.Slice(keys, func(i, j int) bool {
-		if keys[i].decision != keys[j].decision {
-			return keys[i].decision < keys[j].decision
-		}
-		return keys[i].reason < keys[j].reason
-	})
-	tw := tabwriter.NewWriter(d.out, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "DECISION\tREASON\tRECORDS")
-	for _, k := range keys {
-		fmt.Fprintf(tw, "%s\t%s\t%d\n", k.decision, orDash(k.reason), counts[k])
-	}
-	tw.Flush()
-	fmt.Fprintf(d.out, "%d audit records, %d bytes delivered to the SCP through tunnels\n", len(recs), bytesDown)
-	if len(recs) == 0 {
-		return errors.New("the audit log is empty")
-	}
-	return nil
 }
 
 func fileSHA256(path string) (string, error) {
