@@ -5,6 +5,12 @@ set -euo pipefail
 need=()
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v git >/dev/null 2>&1 || need+=(git)
+# Real tools the tests compare against or check with (issue 9): a YAML linter for error
+# positions, Node to evaluate the PAC file, systemd-analyze for the unit, logrotate for its snippet.
+command -v yamllint >/dev/null 2>&1 || need+=(yamllint)
+command -v node >/dev/null 2>&1 || need+=(nodejs)
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+command -v logrotate >/dev/null 2>&1 || need+=(logrotate)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "deps: missing ${need[*]}; install them (apt-get install ${need[*]}) or run as root" >&2

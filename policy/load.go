@@ -16,6 +16,8 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/scpgate/scpgate/internal/yamlpos"
 )
 
 // MaxFileSize is the largest policy file Load and Parse accept.
@@ -161,8 +163,13 @@ func (ps *parser) errorf(n *yaml.Node, format string, args ...any) {
 	ps.errAt(n.Line, n.Column, format, args...)
 }
 
-// decode parses the YAML into a node tree; exactly one document is allowed.
+// decode parses the YAML into a node tree; exactly one document is allowed. Syntax errors are
+// reported where they are (yamlpos), not at the enclosing construct as yaml.v3 reports them.
 func (ps *parser) decode(data []byte) (root *yaml.Node) {
+	if e := yamlpos.Syntax(data); e != nil {
+		ps.errAt(e.Line, e.Col, "%s", e.Msg)
+		return nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			ps.errAt(1, 1, "cannot parse YAML")
@@ -175,7 +182,7 @@ func (ps *parser) decode(data []byte) (root *yaml.Node) {
 		if errors.Is(err, io.EOF) {
 			ps.errAt(1, 1, "empty policy file")
 		} else {
-			ps.yamlErr(err)
+			ps.errAt(1, 1, "invalid YAML: %v", err)
 		}
 		return nil
 	}
@@ -183,7 +190,7 @@ func (ps *parser) decode(data []byte) (root *yaml.Node) {
 	switch err := dec.Decode(&extra); {
 	case errors.Is(err, io.EOF):
 	case err != nil:
-		ps.yamlErr(err)
+		ps.errAt(1, 1, "invalid YAML: %v", err)
 		return nil
 	default:
 		ps.errorf(&extra, "only one YAML document is allowed")
@@ -196,57 +203,8 @@ func (ps *parser) decode(data []byte) (root *yaml.Node) {
 	return doc.Content[0]
 }
 
-// yamlErr turns a yaml.v3 error ("yaml: line 3: did not find expected key") into
-// positioned errors; the library gives lines but no columns.
-func (ps *parser) yamlErr(err error) {
-	var te *yaml.TypeError
-	if errors.As(err, &te) {
-		for _, m := range te.Errors {
-			line, msg := splitYAMLLine(m)
-			ps.errAt(line, 1, "%s", msg)
-		}
-		return
-	}
-	line, msg := splitYAMLLine(strings.TrimPrefix(err.Error(), "yaml: "))
-	ps.errAt(line, 1, "invalid YAML: %s", msg)
-}
-
-func splitYAMLLine(s string) (int, string) {
-	if rest, ok := strings.CutPrefix(s, "line "); ok {
-		if num, msg, ok := strings.Cut(rest, ": "); ok {
-			if n, err := strconv.Atoi(num); err == nil && n > 0 {
-				return n, msg
-			}
-		}
-	}
-	return 1, s
-}
-
-func describe(n *yaml.Node) string {
-	switch n.Kind {
-	case yaml.MappingNode:
-		return "a mapping"
-	case yaml.SequenceNode:
-		return "a list"
-	case yaml.AliasNode:
-		return "an alias"
-	case yaml.ScalarNode:
-		switch n.ShortTag() {
-		case "!!null":
-			return "nothing (null)"
-		case "!!str":
-			return fmt.Sprintf("the string %q", n.Value)
-		case "!!int":
-			return "the integer " + n.Value
-		case "!!bool":
-			return "the boolean " + n.Value
-		case "!!float":
-			return "the number " + n.Value
-		}
-		return fmt.Sprintf("%s %q", n.ShortTag(), n.Value)
-	}
-	return "something else"
-}
+// describe names a YAML value for a message.
+var describe = yamlpos.Describe
 
 func isNull(n *yaml.Node) bool {
 	return n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null"
@@ -356,6 +314,14 @@ var topKeys = []string{"version", "mode", "deny", "groups"}
 var groupKeys = []string{"description", "doc", "enabled", "ports", "methods", "sni", "mode",
 	"users", "anonymous", "addresses", "hosts", "paths"}
 
+// knownOrSuggest ends an unknown-key message: the likely meant key, or the list of known ones.
+func knownOrSuggest(key string, known []string) string {
+	if s := yamlpos.Suggest(key, known); s != "" {
+		return fmt.Sprintf(" (did you mean %q?)", s)
+	}
+	return " (known: " + strings.Join(known, ", ") + ")"
+}
+
 var knownMethods = []string{"CONNECT", "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 
 func (ps *parser) policy(root *yaml.Node, p *Policy) {
@@ -371,7 +337,7 @@ func (ps *parser) policy(root *yaml.Node, p *Policy) {
 		case "groups":
 			groups = v
 		default:
-			ps.errorf(k, "unknown key %q at top level (known: %s)", key, strings.Join(topKeys, ", "))
+			ps.errorf(k, "unknown key %q at top level%s", key, knownOrSuggest(key, topKeys))
 		}
 	})
 	if !ok {
@@ -550,7 +516,7 @@ func (ps *parser) group(name string, n *yaml.Node, p *Policy) *Group {
 		case "paths":
 			pathsNode = v
 		default:
-			ps.errorf(k, "unknown key %q in group %q (known: %s)", key, name, strings.Join(groupKeys, ", "))
+			ps.errorf(k, "unknown key %q in group %q%s", key, name, knownOrSuggest(key, groupKeys))
 		}
 	})
 	if !ok {
