@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
 )
 
@@ -52,7 +53,18 @@ func ParseHostPort(authority string) (Host, uint16, error) {
 // Explanation is a decision about one target, as `scpgate policy explain -json` prints it and
 // the admin endpoint /v1/explain serves it.
 type Explanation struct {
-	Target string `json:"target"`
-	Policy string `json:"policy"`
+	Target     string `json:"target"`     // as given
+	Normalized string `json:"normalized"` // host:port as decided on: punycode, lower case, no trailing dot
+	Policy     string `json:"policy"`
 	Decision
+}
+
+// NewExplanation explains decision d about target, parsed as host and port.
+func NewExplanation(target string, host Host, port uint16, policyFile string, d Decision) Explanation {
+	return Explanation{
+		Target:     target,
+		Normalized: net.JoinHostPort(host.String(), strconv.Itoa(int(port))),
+		Policy:     policyFile,
+		Decision:   d,
+	}
 }

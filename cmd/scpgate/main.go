@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/scpgate/scpgate/internal/buildinfo"
+	"github.com/scpgate/scpgate/internal/cmdline"
 )
 
 const usage = `scpgate — egress policy gateway for a ConfigMgr service connection point
@@ -13,16 +16,19 @@ const usage = `scpgate — egress policy gateway for a ConfigMgr service connect
 Usage:
   scpgate serve -config FILE               run the gateway
   scpgate policy lint FILE...              check policy files; exit 1 listing every error
-  scpgate policy explain [-policy FILE] [-json] [-method M] [-user U] HOST:PORT
-                                           which rule allows or denies HOST:PORT and why;
-                                           exit 0 allow, 1 deny
-  scpgate passwd -file FILE USER           add or replace a proxy user (bcrypt); password on stdin
+  scpgate policy explain [-policy FILE] [-json] [-method M] [-user U] HOST[:PORT]
+                                           which rule allows or denies HOST:PORT (default
+                                           port 443) and why; exit 0 allow, 1 deny, 2 error
+  scpgate policy pac [-policy FILE] [-proxy HOST:PORT] [-all]
+                                           a proxy auto-config (PAC) file from the policy
+  scpgate passwd -file FILE USER           add or replace a proxy user (bcrypt); asks for the
+                                           password twice on a terminal, else reads one line
   scpgate report -audit FILE... [-policy FILE] [-since T] [-until T] [-format F] [-out DIR]
                                            per-endpoint report of audit files: successes, failures,
                                            denied names, rules that allowed nothing
-  scpgate version
+  scpgate version                          version, commit and Go version (also --version)
 
-Run 'scpgate COMMAND -h' for a command's flags.
+Run 'scpgate COMMAND -h' for a command's flags and an example.
 `
 
 func main() {
@@ -31,9 +37,9 @@ func main() {
 
 // Exit codes shared by every subcommand.
 const (
-	exitOK    = 0
-	exitFail  = 1 // a denial, a lint error, a failed run
-	exitUsage = 2
+	exitOK    = cmdline.ExitOK
+	exitFail  = cmdline.ExitFail // a denial, a lint error, a failed run
+	exitUsage = cmdline.ExitUsage
 )
 
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
@@ -50,14 +56,33 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return cmdPasswd(args[1:], stdin, stdout, stderr)
 	case "report":
 		return cmdReport(args[1:], stdin, stdout, stderr)
-	case "version":
-		fmt.Fprintln(stdout, "scpgate", version())
-		return exitOK
-	case "-h", "-help", "--help", "help":
-		fmt.Fprint(stdout, usage)
-		return exitOK
+	case "version", "-version", "--version":
+		return cmdVersion(args[1:], stdout, stderr)
 	default:
+		if cmdline.IsHelp(args[0]) {
+			fmt.Fprint(stdout, usage)
+			return exitOK
+		}
 		fmt.Fprintf(stderr, "scpgate: unknown command %q\n\n%s", args[0], usage)
 		return exitUsage
 	}
+}
+
+var versionHelp = cmdline.Help{
+	Synopsis: "scpgate version   (or scpgate --version)",
+	About: "Prints the version (from git describe when built with make), the commit it was built\n" +
+		"from and the Go release that built it.",
+	Example: "scpgate version",
+}
+
+func cmdVersion(args []string, stdout, stderr io.Writer) int {
+	fs := cmdline.NewFlagSet("version", stderr)
+	if code, ok := cmdline.Parse(fs, versionHelp, args, stdout, stderr); !ok {
+		return code
+	}
+	if fs.NArg() != 0 {
+		return cmdline.Usage(stderr, fs, versionHelp, "takes no arguments")
+	}
+	fmt.Fprintln(stdout, "scpgate", buildinfo.Read())
+	return exitOK
 }

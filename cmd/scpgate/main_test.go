@@ -104,7 +104,7 @@ func TestExplainJSON(t *testing.T) {
 }
 
 func TestUsageErrors(t *testing.T) {
-	for _, args := range [][]string{{}, {"nope"}, {"policy"}, {"policy", "explain"}, {"policy", "explain", "no-port"}, {"serve"}} {
+	for _, args := range [][]string{{}, {"nope"}, {"policy"}, {"policy", "explain"}, {"policy", "explain", "bad_host:443"}, {"policy", "explain", "-policy", "missing.yaml", "a.example:443"}, {"serve"}} {
 		if code, _, _ := runCmd(t, args...); code != 2 {
 			t.Errorf("%v: exit %d, want 2", args, code)
 		}

@@ -2,45 +2,45 @@ package main
 
 import (
 	"bufio"
-	"flag"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"strings"
 
+	"golang.org/x/term"
+
 	"github.com/scpgate/scpgate/gateway/proxyauth"
+	"github.com/scpgate/scpgate/internal/cmdline"
 )
 
-// cmdPasswd adds or replaces a user in an htpasswd file with a bcrypt hash. The password is
-// read from standard input (one line) so it never appears in the process list or shell history.
+var passwdHelp = cmdline.Help{
+	Synopsis: "scpgate passwd -file FILE [-cost N] USER",
+	About: "Adds USER to an htpasswd file, or replaces their password, with a bcrypt hash. The file is\n" +
+		"created if missing and replaced atomically. On a terminal the password is asked for twice\n" +
+		"and not echoed; from a pipe one line is read, so it never appears in the process list or the\n" +
+		"shell history. The gateway reloads the file on its own (or on SIGHUP).",
+	Example: "scpgate passwd -file /etc/scpgate/users.htpasswd scp\n" +
+		"printf '%s\\n' \"$PASSWORD\" | scpgate passwd -file /etc/scpgate/users.htpasswd scp",
+}
+
+// cmdPasswd adds or replaces a user in an htpasswd file with a bcrypt hash.
 func cmdPasswd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("passwd", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := cmdline.NewFlagSet("passwd", stderr)
 	file := fs.String("file", "", "htpasswd file to create or update (required)")
 	cost := fs.Int("cost", 0, "bcrypt cost (default: bcrypt's default, 10)")
-	fs.Usage = func() {
-		fmt.Fprint(stderr, "Usage: scpgate passwd -file FILE [-cost N] USER   (password on standard input)\n")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		return exitUsage
+	if code, ok := cmdline.Parse(fs, passwdHelp, args, stdout, stderr); !ok {
+		return code
 	}
 	if *file == "" || fs.NArg() != 1 {
-		fs.Usage()
-		return exitUsage
+		return cmdline.Usage(stderr, fs, passwdHelp, "want -file FILE and exactly one USER")
 	}
 	user := fs.Arg(0)
-	if f, ok := stdin.(*os.File); ok {
-		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
-			fmt.Fprintf(stderr, "password for %s (input is echoed; pipe it in to avoid that): ", user)
-		}
-	}
-	line, err := bufio.NewReader(stdin).ReadString('\n')
-	if err != nil && err != io.EOF {
-		fmt.Fprintf(stderr, "scpgate passwd: reading the password: %v\n", err)
+	password, err := readPassword(stdin, stderr, user)
+	if err != nil {
+		fmt.Fprintf(stderr, "scpgate passwd: %v\n", err)
 		return exitFail
 	}
-	password := strings.TrimRight(line, "\r\n")
 	if password == "" {
 		fmt.Fprintln(stderr, "scpgate passwd: empty password refused")
 		return exitFail
@@ -60,4 +60,37 @@ func cmdPasswd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "%s: user %s set\n", *file, user)
 	return exitOK
+}
+
+// readPassword asks twice without echo when stdin is a terminal, and reads one line otherwise.
+func readPassword(stdin io.Reader, stderr io.Writer, user string) (string, error) {
+	if f, ok := stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		fd := int(f.Fd())
+		restore, err := echoOff(fd)
+		if err != nil {
+			return "", fmt.Errorf("turning the terminal's echo off: %w", err)
+		}
+		defer restore()
+		fmt.Fprintf(stderr, "Password for %s: ", user)
+		first, err := term.ReadPassword(fd)
+		fmt.Fprintln(stderr)
+		if err != nil {
+			return "", fmt.Errorf("reading the password: %w", err)
+		}
+		fmt.Fprintf(stderr, "Retype the password: ")
+		second, err := term.ReadPassword(fd)
+		fmt.Fprintln(stderr)
+		if err != nil {
+			return "", fmt.Errorf("reading the password: %w", err)
+		}
+		if string(first) != string(second) {
+			return "", errors.New("the passwords do not match; nothing was changed")
+		}
+		return string(first), nil
+	}
+	line, err := bufio.NewReader(stdin).ReadString('\n')
+	if err != nil && err != io.EOF {
+		return "", fmt.Errorf("reading the password: %w", err)
+	}
+	return strings.TrimRight(line, "\r\n"), nil
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,20 +11,27 @@ import (
 	"syscall"
 
 	"github.com/scpgate/scpgate/gateway/server"
+	"github.com/scpgate/scpgate/internal/cmdline"
 )
 
+var serveHelp = cmdline.Help{
+	Synopsis: "scpgate serve -config FILE [-log-level LEVEL] [-ready-json]",
+	About: "Runs the gateway: the proxy listeners, the admin listener, policy and htpasswd reloads.\n" +
+		"SIGHUP reloads, SIGTERM or SIGINT drains and stops, SIGUSR1 rotates and SIGUSR2 reopens\n" +
+		"the audit file. Logs go to standard error; the audit log where the configuration says.",
+	Example: "scpgate serve -config /etc/scpgate/gateway.yaml",
+}
+
 func cmdServe(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := cmdline.NewFlagSet("serve", stderr)
 	configPath := fs.String("config", "", "gateway configuration file (see examples/gateway.yaml)")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	readyJSON := fs.Bool("ready-json", false, "print the bound addresses as one JSON line on standard output once listening")
-	if err := fs.Parse(args); err != nil {
-		return exitUsage
+	if code, ok := cmdline.Parse(fs, serveHelp, args, stdout, stderr); !ok {
+		return code
 	}
 	if *configPath == "" || fs.NArg() != 0 {
-		fmt.Fprint(stderr, "Usage: scpgate serve -config FILE\n")
-		return exitUsage
+		return cmdline.Usage(stderr, fs, serveHelp, "want -config FILE and no arguments")
 	}
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(*level)); err != nil {

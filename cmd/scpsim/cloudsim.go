@@ -4,23 +4,24 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os/signal"
 	"syscall"
 
+	"github.com/scpgate/scpgate/internal/cmdline"
 	"github.com/scpgate/scpgate/sim/simworld"
 )
 
-const cloudsimUsage = `Usage: scpsim cloudsim -dir DIR [-dns 127.0.0.1:0] [-cloud 127.x.y.z] [-log-level info]
-
-Runs the simulated Microsoft cloud (HTTPS on port 443 of a loopback address) and its DNS
+var cloudsimHelp = cmdline.Help{
+	Synopsis: "scpsim cloudsim -dir DIR [-dns 127.0.0.1:0] [-cloud 127.x.y.z] [-log-level info]",
+	About: `Runs the simulated Microsoft cloud (HTTPS on port 443 of a loopback address) and its DNS
 server until SIGINT or SIGTERM. Writes DIR/ca.pem, DIR/manifest-key.pem and DIR/world.json,
 then prints one line of JSON (the same as world.json) to standard output once it is ready.
-Loopback addresses only; binding port 443 needs root or 'unshare -rn'.
-`
+Loopback addresses only; binding port 443 needs root or 'unshare -rn'.`,
+	Example: "scpsim cloudsim -dir /tmp/world",
+}
 
 // cmdCloudsim is `scpsim cloudsim`: it runs until SIGINT or SIGTERM.
 func cmdCloudsim(args []string, stdout, stderr io.Writer) int {
@@ -32,19 +33,16 @@ func cmdCloudsim(args []string, stdout, stderr io.Writer) int {
 // runCloudsim runs the world until ctx is done. It is cmdCloudsim with the signals taken out,
 // so tests can stop it without signalling their own process.
 func runCloudsim(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("cloudsim", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, cloudsimUsage); fs.PrintDefaults() }
+	fs := cmdline.NewFlagSet("cloudsim", stderr)
 	dir := fs.String("dir", "", "directory for ca.pem, manifest-key.pem and world.json (created if missing)")
 	dnsAddr := fs.String("dns", "127.0.0.1:0", "DNS server address, UDP and TCP (loopback IP:port)")
 	cloudAddr := fs.String("cloud", "", `cloud address: a loopback IP (port 443); "" picks a random 127.x.y.z`)
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
-	if err := fs.Parse(args); err != nil {
-		return exitUsage
+	if code, ok := cmdline.Parse(fs, cloudsimHelp, args, stdout, stderr); !ok {
+		return code
 	}
 	if *dir == "" || fs.NArg() != 0 {
-		fs.Usage()
-		return exitUsage
+		return cmdline.Usage(stderr, fs, cloudsimHelp, "want -dir DIR and no arguments")
 	}
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(*level)); err != nil {

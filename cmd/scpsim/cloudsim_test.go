@@ -210,3 +210,23 @@ func TestCloudsimRefusesBadArguments(t *testing.T) {
 		})
 	}
 }
+
+// Every scpsim command answers -h, -help and --help with its flags and an example, exit 0.
+func TestScpsimHelpAndVersion(t *testing.T) {
+	for _, args := range [][]string{{"-h"}, {"--help"}, {"cloudsim", "-h"}, {"cloudsim", "--help"}, {"demo", "-h"}, {"demo", "--help"}, {"version", "-h"}} {
+		var out, errb strings.Builder
+		code := run(args, &out, &errb)
+		if code != exitOK || errb.Len() != 0 || !strings.Contains(out.String(), "Usage") {
+			t.Errorf("%v: exit %d stdout %q stderr %q", args, code, out.String(), errb.String())
+		}
+		if len(args) == 2 && args[0] != "version" && !strings.Contains(out.String(), "Example:") {
+			t.Errorf("%v: no example:\n%s", args, out.String())
+		}
+	}
+	for _, args := range [][]string{{"version"}, {"--version"}} {
+		var out, errb strings.Builder
+		if code := run(args, &out, &errb); code != exitOK || !strings.HasPrefix(out.String(), "scpsim ") || !strings.Contains(out.String(), "(commit ") {
+			t.Errorf("%v: exit %d %q", args, code, out.String())
+		}
+	}
+}

@@ -8,7 +8,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/netip"
@@ -25,22 +24,34 @@ import (
 	"github.com/scpgate/scpgate"
 	"github.com/scpgate/scpgate/gateway/proxyauth"
 	"github.com/scpgate/scpgate/gateway/server"
+	"github.com/scpgate/scpgate/internal/cmdline"
 	"github.com/scpgate/scpgate/manifest"
 	"github.com/scpgate/scpgate/sim/simworld"
 	"github.com/scpgate/scpgate/sim/testca"
 )
+
+var demoHelp = cmdline.Help{
+	Synopsis: "scpsim demo [-keep] [-scpgate PATH]",
+	About: `The whole story on one machine: the simulated Microsoft cloud and its DNS, the gateway in
+front of it (authentication on, TLS proxy listener), the SCP's real traffic with curl, and a
+summary of what passed and what was denied and why. Needs root for port 443 (make demo
+re-executes itself in 'unshare -rn' otherwise). Exit 0 only if every expectation held.`,
+	Example: "make build && bin/scpsim demo",
+}
 
 // cmdDemo runs the whole story on one machine: the simulated Microsoft cloud and its DNS, the
 // gateway in front of it (authentication on, TLS proxy listener), real traffic with curl, and a
 // summary of what passed and what was denied and why. It starts real processes (this binary's
 // `cloudsim` and `serve`), stops them, and exits 0 only if every expectation held.
 func cmdDemo(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := cmdline.NewFlagSet("demo", stderr)
 	keep := fs.Bool("keep", false, "keep the working directory (config, audit log, logs) for inspection")
 	gatewayBin := fs.String("scpgate", "", "the scpgate binary to run (default: the one next to this binary, then $PATH)")
-	if err := fs.Parse(args); err != nil {
-		return exitUsage
+	if code, ok := cmdline.Parse(fs, demoHelp, args, stdout, stderr); !ok {
+		return code
+	}
+	if fs.NArg() != 0 {
+		return cmdline.Usage(stderr, fs, demoHelp, "takes no arguments")
 	}
 	scpgateBin, err := findScpgate(*gatewayBin)
 	if err != nil {

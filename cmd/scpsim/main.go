@@ -7,6 +7,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/scpgate/scpgate/internal/buildinfo"
+	"github.com/scpgate/scpgate/internal/cmdline"
 )
 
 const usage = `scpsim — the simulated Microsoft cloud and the demo (development only)
@@ -16,7 +19,9 @@ Usage:
   scpsim demo [-keep]          the whole story on one machine (needs root for :443);
                                runs the scpgate binary found next to this one (or -scpgate PATH)
 
-Run 'scpsim COMMAND -h' for a command's flags.
+  scpsim version               version, commit and Go version (also --version)
+
+Run 'scpsim COMMAND -h' for a command's flags and an example.
 `
 
 func main() {
@@ -25,9 +30,9 @@ func main() {
 
 // Exit codes shared by every subcommand.
 const (
-	exitOK    = 0
-	exitFail  = 1
-	exitUsage = 2
+	exitOK    = cmdline.ExitOK
+	exitFail  = cmdline.ExitFail
+	exitUsage = cmdline.ExitUsage
 )
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -40,10 +45,22 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdCloudsim(args[1:], stdout, stderr)
 	case "demo":
 		return cmdDemo(args[1:], stdout, stderr)
-	case "-h", "-help", "--help", "help":
-		fmt.Fprint(stdout, usage)
+	case "version", "-version", "--version":
+		fs := cmdline.NewFlagSet("version", stderr)
+		h := cmdline.Help{Synopsis: "scpsim version   (or scpsim --version)", About: "Prints the version, the commit and the Go version.", Example: "scpsim version"}
+		if code, ok := cmdline.Parse(fs, h, args[1:], stdout, stderr); !ok {
+			return code
+		}
+		if fs.NArg() != 0 {
+			return cmdline.Usage(stderr, fs, h, "takes no arguments")
+		}
+		fmt.Fprintln(stdout, "scpsim", buildinfo.Read())
 		return exitOK
 	default:
+		if cmdline.IsHelp(args[0]) {
+			fmt.Fprint(stdout, usage)
+			return exitOK
+		}
 		fmt.Fprintf(stderr, "scpsim: unknown command %q\n\n%s", args[0], usage)
 		return exitUsage
 	}

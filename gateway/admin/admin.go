@@ -200,11 +200,7 @@ func (h *handler) serveExplain(w http.ResponseWriter, r *http.Request) {
 		// use this?" on a gateway without auth would ignore the users lists.
 		AuthEnabled: authOn || user != "",
 	})
-	h.writeJSON(w, http.StatusOK, policy.Explanation{
-		Target:   net.JoinHostPort(hostPart, rawPort),
-		Policy:   p.File,
-		Decision: d,
-	})
+	h.writeJSON(w, http.StatusOK, policy.NewExplanation(net.JoinHostPort(hostPart, rawPort), host, port, p.File, d))
 }
 
 type policyView struct {
