@@ -4,17 +4,56 @@ GO      ?= go
 BIN     := bin/scpgate
 SIMBIN  := bin/scpsim
 PKGS    := ./...
+# The version from git (v1.2.3-4-gabcdef0, -dirty for a modified tree), stamped into both binaries.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null)$(shell git diff --quiet HEAD 2>/dev/null || echo -dirty)
+LDFLAGS := -X github.com/scpgate/scpgate/internal/buildinfo.version=$(VERSION) \
+           -X github.com/scpgate/scpgate/internal/buildinfo.commit=$(COMMIT)
 # Integration tests bind port 443 on loopback addresses: they need root (or `unshare -rn`).
 TESTFLAGS ?= -race -count=1 -timeout 15m
 
-.PHONY: all build test vet fmt-check unit integration bench bench-policy bench-auth bench-report bench-compare fuzz demo clean deps
+.PHONY: all build install test vet fmt-check unit integration bench bench-policy bench-auth bench-report bench-compare fuzz demo clean deps
 
 all: build
 
 # scpgate is the product; scpsim (the simulated cloud and the demo) is for development only.
 build:
-	$(GO) build -o $(BIN) ./cmd/scpgate
-	$(GO) build -o $(SIMBIN) ./cmd/scpsim
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/scpgate
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(SIMBIN) ./cmd/scpsim
+
+# Install on a server (see README, "Run it on a server"): the binary, /etc/scpgate/{gateway.yaml,
+# endpoints.yaml} (existing files are kept), the systemd unit, the logrotate snippet, and, as
+# root without DESTDIR, the system user scpgate and /var/lib/scpgate, /var/log/scpgate.
+# DESTDIR stages the files for a package instead (no user is created then).
+PREFIX     ?= /usr/local
+BINDIR     ?= $(PREFIX)/bin
+DOCDIR     ?= $(PREFIX)/share/doc/scpgate
+SYSCONFDIR ?= /etc
+UNITDIR    ?= /etc/systemd/system
+SYSUSERSDIR ?= /usr/lib/sysusers.d
+install: build
+	install -D -m 0755 $(BIN) $(DESTDIR)$(BINDIR)/scpgate
+	install -d -m 2750 $(DESTDIR)$(SYSCONFDIR)/scpgate
+	@for f in gateway.yaml:deploy/gateway.yaml endpoints.yaml:endpoints.yaml; do \
+	  dst=$(DESTDIR)$(SYSCONFDIR)/scpgate/$${f%%:*}; \
+	  if [ -e "$$dst" ]; then echo "install: keeping $$dst (the shipped one is $${f#*:})"; \
+	  else install -m 0640 $${f#*:} "$$dst" && echo "install: $$dst"; fi; done
+	sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@DOCDIR@|$(DOCDIR)|g' deploy/scpgate.service.in > $(BIN).service
+	install -D -m 0644 $(BIN).service $(DESTDIR)$(UNITDIR)/scpgate.service
+	install -D -m 0644 deploy/logrotate $(DESTDIR)$(SYSCONFDIR)/logrotate.d/scpgate
+	install -D -m 0644 deploy/sysusers.conf $(DESTDIR)$(SYSUSERSDIR)/scpgate.conf
+	install -D -m 0644 deploy/privileged-ports.conf $(DESTDIR)$(DOCDIR)/privileged-ports.conf
+	install -D -m 0644 README.md $(DESTDIR)$(DOCDIR)/README.md
+	install -D -m 0644 docs/scp-admin.md $(DESTDIR)$(DOCDIR)/scp-admin.md
+	install -d -m 0750 $(DESTDIR)/var/lib/scpgate $(DESTDIR)/var/log/scpgate
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" -eq 0 ]; then \
+	  getent passwd scpgate >/dev/null || useradd --system --home-dir /var/lib/scpgate --no-create-home \
+	    --shell /usr/sbin/nologin --user-group --comment "scpgate egress policy gateway" scpgate; \
+	  chown root:scpgate $(SYSCONFDIR)/scpgate $(SYSCONFDIR)/scpgate/gateway.yaml $(SYSCONFDIR)/scpgate/endpoints.yaml; \
+	  chown scpgate:scpgate /var/lib/scpgate /var/log/scpgate; \
+	  if [ -d /run/systemd/system ]; then systemctl daemon-reload; fi; \
+	  echo "install: done; next: edit $(SYSCONFDIR)/scpgate/gateway.yaml, then systemctl enable --now scpgate"; \
+	else echo "install: staged in '$(DESTDIR)'; create the user scpgate (see $(SYSUSERSDIR)/scpgate.conf) where it is installed"; fi
 
 deps:
 	@./.ci/deps.sh
