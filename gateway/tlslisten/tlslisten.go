@@ -248,7 +248,7 @@ func New(ctx context.Context, cfg Config) (*Manager, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	m := &Manager{cfg: cfg, log: log}
-	zl := newZapLogger(log.With("component", "certmagic"))
+	zl := newZapLogger(log.With("component", "certmagic"), cfg.ACME == nil)
 	m.cache = certmagic.NewCache(certmagic.CacheOptions{
 		GetConfigForCert: func(certmagic.Certificate) (*certmagic.Config, error) {
 			if c := m.magic.Load(); c != nil {

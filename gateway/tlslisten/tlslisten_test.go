@@ -525,3 +525,45 @@ func TestStaticAsHTTPSProxy(t *testing.T) {
 		}
 	})
 }
+
+// recordHandler passes every log record to a channel, so a test can wait for one.
+type recordHandler struct{ ch chan slog.Record }
+
+func (h recordHandler) Enabled(context.Context, slog.Level) bool      { return true }
+func (h recordHandler) Handle(_ context.Context, r slog.Record) error { h.ch <- r; return nil }
+func (h recordHandler) WithAttrs([]slog.Attr) slog.Handler            { return h }
+func (h recordHandler) WithGroup(string) slog.Handler                 { return h }
+
+// With static certificate files certmagic maintains nothing worth an info line: its "started
+// background certificate maintenance" is logged at debug level only.
+func TestStaticNoMaintenanceNoise(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	dir := t.TempDir()
+	ca := newCA(t, "scpgate noise test root")
+	certFile, keyFile, err := testca.WriteCertFiles(dir, "proxy", issue(t, ca, "gw.test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	records := make(chan slog.Record, 256)
+	m, err := New(context.Background(), Config{CertFile: certFile, KeyFile: keyFile, Logger: slog.New(recordHandler{records})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	timeout := time.NewTimer(waitFor)
+	defer timeout.Stop()
+	for {
+		select {
+		case r := <-records:
+			if !strings.Contains(r.Message, "certificate maintenance") {
+				continue
+			}
+			if r.Level != slog.LevelDebug {
+				t.Fatalf("%q logged at %v, want debug", r.Message, r.Level)
+			}
+			return
+		case <-timeout.C:
+			t.Fatalf("certmagic's maintenance line never came (not even at debug) within %s", waitFor)
+		}
+	}
+}

@@ -12,14 +12,26 @@ import (
 )
 
 // newZapLogger returns a zap logger whose entries go to l's handler: certmagic only speaks zap,
-// and the gateway logs everything through log/slog.
-func newZapLogger(l *slog.Logger) *zap.Logger {
-	return zap.New(&slogCore{h: l.Handler()})
+// and the gateway logs everything through log/slog. With quiet, certmagic's info lines become
+// debug lines: with static certificate files it obtains and renews nothing, and lines such as
+// "started background certificate maintenance" only make an operator wonder what it maintains.
+// Its warnings and errors stay as they are.
+func newZapLogger(l *slog.Logger, quiet bool) *zap.Logger {
+	return zap.New(&slogCore{h: l.Handler(), quiet: quiet})
 }
 
 // slogCore is a zapcore.Core that forwards each entry to a slog.Handler.
 type slogCore struct {
-	h slog.Handler
+	h     slog.Handler
+	quiet bool // info becomes debug
+}
+
+func (c *slogCore) level(l zapcore.Level) slog.Level {
+	lv := zapToSlogLevel(l)
+	if c.quiet && lv == slog.LevelInfo {
+		return slog.LevelDebug
+	}
+	return lv
 }
 
 func zapToSlogLevel(l zapcore.Level) slog.Level {
@@ -36,14 +48,14 @@ func zapToSlogLevel(l zapcore.Level) slog.Level {
 }
 
 func (c *slogCore) Enabled(l zapcore.Level) bool {
-	return c.h.Enabled(context.Background(), zapToSlogLevel(l))
+	return c.h.Enabled(context.Background(), c.level(l))
 }
 
 func (c *slogCore) With(fields []zapcore.Field) zapcore.Core {
 	if len(fields) == 0 {
 		return c
 	}
-	return &slogCore{h: c.h.WithAttrs(fieldsToAttrs(fields))}
+	return &slogCore{h: c.h.WithAttrs(fieldsToAttrs(fields)), quiet: c.quiet}
 }
 
 func (c *slogCore) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
@@ -54,7 +66,7 @@ func (c *slogCore) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.Che
 }
 
 func (c *slogCore) Write(e zapcore.Entry, fields []zapcore.Field) error {
-	r := slog.NewRecord(e.Time, zapToSlogLevel(e.Level), e.Message, 0)
+	r := slog.NewRecord(e.Time, c.level(e.Level), e.Message, 0)
 	// certmagic names child loggers of an unnamed root, which zap joins as ".acme_client".
 	if name := strings.TrimPrefix(e.LoggerName, "."); name != "" {
 		r.AddAttrs(slog.String("logger", name))
