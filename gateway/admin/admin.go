@@ -1,5 +1,6 @@
 // Package admin is the handler of the admin listener (loopback by default): Prometheus metrics,
-// liveness and readiness probes, and read-only views of the policy in force.
+// liveness and readiness probes, read-only views of the policy in force, and a proxy
+// auto-config (PAC) file made from it.
 //
 // Everything here is read-only and cheap, but the explain endpoint does reveal the policy, so the
 // listener belongs on loopback or a management network; the handler itself does no
@@ -19,6 +20,7 @@ import (
 
 	"github.com/scpgate/scpgate/gateway/metrics"
 	"github.com/scpgate/scpgate/policy"
+	"github.com/scpgate/scpgate/policy/pac"
 )
 
 // Options configures the handler. Every field may be nil: see each for what nil means.
@@ -28,6 +30,9 @@ type Options struct {
 	LoadedAt    func() time.Time      // when it was loaded; nil or zero: "loaded_at" is null
 	Ready       func() bool           // false while starting or draining; nil: always ready
 	AuthEnabled func() bool           // proxy authentication is on (explain's default); nil: off
+	// PACProxy is the plain HTTP proxy listener as clients reach it ("gw.corp.example:3128"),
+	// named in /proxy.pac; "" makes /proxy.pac require ?proxy=HOST:PORT.
+	PACProxy string
 	Logger      *slog.Logger          // nil: slog.Default()
 }
 
@@ -38,6 +43,7 @@ const (
 	PathReadyz  = "/readyz"
 	PathExplain = "/v1/explain"
 	PathPolicy  = "/v1/policy"
+	PathPAC     = "/proxy.pac"
 )
 
 type handler struct {
@@ -84,6 +90,8 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		route = h.serveExplain
 	case PathPolicy:
 		route = h.servePolicy
+	case PathPAC:
+		route = h.servePAC
 	default:
 		writeError(w, http.StatusNotFound, "not found")
 		return
@@ -120,6 +128,47 @@ func (h *handler) serveReadyz(w http.ResponseWriter, _ *http.Request) {
 	default:
 		writeText(w, http.StatusOK, "ready")
 	}
+}
+
+// servePAC answers /proxy.pac[?proxy=HOST:PORT][&all=1] with a proxy auto-config file for the
+// policy in force (package pac): the enabled groups' hosts through the gateway, the rest DIRECT,
+// or everything through the gateway with all=1.
+func (h *handler) servePAC(w http.ResponseWriter, r *http.Request) {
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "malformed query: "+err.Error())
+		return
+	}
+	proxy := h.o.PACProxy
+	if v := q.Get("proxy"); v != "" {
+		proxy = v
+	}
+	if proxy == "" {
+		writeError(w, http.StatusBadRequest, "no proxy address is configured: add ?proxy=HOST:PORT")
+		return
+	}
+	all := false
+	switch v := q.Get("all"); v {
+	case "", "0", "false":
+	case "1", "true":
+		all = true
+	default:
+		writeError(w, http.StatusBadRequest, "all must be 1 or 0")
+		return
+	}
+	p := h.policy()
+	if p == nil {
+		writeError(w, http.StatusServiceUnavailable, "no policy is loaded")
+		return
+	}
+	out, err := pac.Generate(p, pac.Options{Proxy: proxy, All: all})
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "proxy must be HOST:PORT")
+		return
+	}
+	w.Header().Set("Content-Type", "application/x-ns-proxy-autoconfig")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(out)
 }
 
 func (h *handler) policy() *policy.Policy {

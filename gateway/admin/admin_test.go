@@ -355,10 +355,11 @@ func TestExplainSameAsCLI(t *testing.T) {
 	enc := json.NewEncoder(&want)
 	enc.SetIndent("", "  ")
 	if err := enc.Encode(struct {
-		Target string `json:"target"`
-		Policy string `json:"policy"`
+		Target     string `json:"target"`
+		Normalized string `json:"normalized"`
+		Policy     string `json:"policy"`
 		policy.Decision
-	}{"manage.example.com:443", f.pol.File, d}); err != nil {
+	}{"manage.example.com:443", "manage.example.com:443", f.pol.File, d}); err != nil {
 		t.Fatal(err)
 	}
 	if body != want.String() {
@@ -471,5 +472,37 @@ func TestPolicyView(t *testing.T) {
 	f.polNone.Store(true)
 	if resp, _ := f.do(t, "GET", "/v1/policy"); resp.StatusCode != 503 {
 		t.Errorf("no policy: status %d, want 503", resp.StatusCode)
+	}
+}
+
+func TestProxyPAC(t *testing.T) {
+	f := newFixture(t)
+	// No PACProxy configured in the fixture: the address must come from the query.
+	if resp, body := f.do(t, "GET", PathPAC); resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, "?proxy=HOST:PORT") {
+		t.Fatalf("without a proxy: %d %s", resp.StatusCode, body)
+	}
+	resp, body := f.do(t, "GET", PathPAC+"?proxy=gw.corp.example:3128")
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "application/x-ns-proxy-autoconfig" {
+		t.Fatalf("%d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	for _, want := range []string{"function FindProxyForURL(url, host)", `"proxy": "gw.corp.example:3128"`, `"p": "*.cdn.example.com"`, `"all": false`, `"prefix": "203.0.113.0/24"`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("PAC lacks %s", want)
+		}
+	}
+	if strings.Contains(body, "off.example.net") {
+		t.Error("PAC routes a disabled group's host")
+	}
+	if _, body := f.do(t, "GET", PathPAC+"?proxy=gw:3128&all=1"); !strings.Contains(body, `"all": true`) {
+		t.Error("all=1 not honoured")
+	}
+	for _, q := range []string{"?proxy=gw", "?proxy=gw:3128&all=maybe", "?proxy=gw:1;DIRECT"} {
+		if resp, body := f.do(t, "GET", PathPAC+q); resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("%s: %d %s", q, resp.StatusCode, body)
+		}
+	}
+	f.polNone.Store(true)
+	if resp, _ := f.do(t, "GET", PathPAC+"?proxy=gw:3128"); resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("no policy: %d", resp.StatusCode)
 	}
 }
