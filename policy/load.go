@@ -73,36 +73,12 @@ func (p *Policy) Group(name string) *Group {
 	return p.byName[name]
 }
 
-// PosError is one problem in a policy file.
-type PosError struct {
-	File      string
-	Line, Col int
-	Msg       string
-}
+// PosError is one problem in a policy file, at file:line:col.
+type PosError = yamlpos.Error
 
-func (e *PosError) Error() string {
-	return fmt.Sprintf("%s:%d:%d: %s", e.File, e.Line, e.Col, e.Msg)
-}
-
-// ErrorList is every problem found in a policy file, in file order.
-type ErrorList []*PosError
-
-func (l ErrorList) Error() string {
-	s := make([]string, len(l))
-	for i, e := range l {
-		s[i] = e.Error()
-	}
-	return strings.Join(s, "\n")
-}
-
-// Unwrap lets errors.As find the individual *PosError values.
-func (l ErrorList) Unwrap() []error {
-	errs := make([]error, len(l))
-	for i, e := range l {
-		errs[i] = e
-	}
-	return errs
-}
+// ErrorList is every problem found in a policy file, in file order; errors.As finds the
+// individual *PosError values.
+type ErrorList = yamlpos.List
 
 // Load reads and parses a policy file. A read failure is returned as is; problems in the
 // content are returned as an ErrorList.
