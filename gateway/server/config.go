@@ -1,16 +1,15 @@
 package server
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
-	"go.yaml.in/yaml/v3"
+	"github.com/scpgate/scpgate/internal/yamlpos"
 
 	"github.com/scpgate/scpgate/gateway"
 	"github.com/scpgate/scpgate/gateway/audit"
@@ -80,36 +79,97 @@ func Defaults() Config {
 	}
 }
 
-// LoadConfig reads a gateway configuration file strictly (unknown keys are errors), makes its
-// paths absolute and validates it.
+// LoadConfig reads a gateway configuration file strictly, makes its paths absolute and
+// validates it. Every problem is reported, each at path:line:col in the file (a yamlpos.List):
+// syntax errors where they are, unknown keys with the likely meant one, values of the wrong kind
+// or out of range at the value.
 func LoadConfig(path string) (Config, error) {
+	cfg, _, err := loadConfig(path)
+	return cfg, err
+}
+
+func loadConfig(path string) (Config, *yamlpos.Positions, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return Config{}, fmt.Errorf("read gateway config: %w", err)
+		return Config{}, nil, fmt.Errorf("gateway configuration: %w", err)
 	}
 	dir, err := filepath.Abs(filepath.Dir(path))
 	if err != nil {
-		return Config{}, err
+		return Config{}, nil, err
 	}
-	cfg, err := ParseConfig(data, dir)
-	if err != nil {
-		return Config{}, fmt.Errorf("%s: %w", path, err)
-	}
-	return cfg, nil
+	return parseConfig(path, data, dir)
 }
 
 // ParseConfig parses configuration bytes over Defaults, resolves relative paths against dir
-// (none when dir is ""), and validates the result.
+// (none when dir is ""), and validates the result. Errors are a yamlpos.List without a file name.
 func ParseConfig(data []byte, dir string) (Config, error) {
+	cfg, _, err := parseConfig("", data, dir)
+	return cfg, err
+}
+
+func parseConfig(file string, data []byte, dir string) (Config, *yamlpos.Positions, error) {
 	cfg := Defaults()
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	// An empty file is io.EOF: it means "all defaults".
-	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
-		return Config{}, err
+	pos, err := yamlpos.Decode(file, data, &cfg)
+	if err != nil {
+		return Config{}, pos, err
 	}
 	cfg.resolvePaths(dir)
-	return cfg, cfg.Validate()
+	if err := cfg.Validate(); err != nil {
+		return Config{}, pos, locate(pos, err)
+	}
+	return cfg, pos, nil
+}
+
+// keyError is a problem with the value of one key ("listen[1]", "tls.cert_file").
+type keyError struct{ key, msg string }
+
+func (e *keyError) Error() string { return e.key + ": " + e.msg }
+
+func keyErrorf(key, format string, args ...any) error {
+	return &keyError{key, fmt.Sprintf(format, args...)}
+}
+
+// locate places every problem in err (a tree of errors.Join) at its key in the file: a keyError
+// at its key, another error at the key its message starts with ("timeouts.idle: ..."), else at
+// the top of the file.
+func locate(pos *yamlpos.Positions, err error) yamlpos.List {
+	var out yamlpos.List
+	var walk func(error)
+	walk = func(err error) {
+		if err == nil {
+			return
+		}
+		if j, ok := err.(interface{ Unwrap() []error }); ok {
+			for _, e := range j.Unwrap() {
+				walk(e)
+			}
+			return
+		}
+		var ke *keyError
+		if errors.As(err, &ke) {
+			out = append(out, pos.Errorf(ke.key, "%s", ke.msg))
+			return
+		}
+		msg := err.Error()
+		if key, rest, ok := strings.Cut(msg, ": "); ok && isKeyPath(key) {
+			out = append(out, pos.Errorf(key, "%s", rest))
+			return
+		}
+		out = append(out, pos.Errorf("", "%s", msg))
+	}
+	walk(err)
+	out.Sort()
+	return out
+}
+
+// isKeyPath reports whether s looks like "timeouts.idle" or "listen[0]".
+func isKeyPath(s string) bool {
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '[' || c == ']') {
+			return false
+		}
+	}
+	return s != ""
 }
 
 // resolvePaths makes every path in the file absolute, relative to dir.
@@ -138,39 +198,39 @@ func (c *Config) resolvePaths(dir string) {
 func (c Config) Validate() error {
 	var errs []error
 	if len(c.Listen) == 0 && len(c.TLSListen) == 0 {
-		errs = append(errs, errors.New("listen, tls_listen: at least one listener address is required"))
+		errs = append(errs, keyErrorf("listen", "at least one listener address is required (listen or tls_listen)"))
 	}
 	for _, l := range []struct {
 		key   string
 		addrs []string
 	}{{"listen", c.Listen}, {"tls_listen", c.TLSListen}} {
-		for _, a := range l.addrs {
+		for i, a := range l.addrs {
 			if _, err := netip.ParseAddrPort(a); err != nil {
-				errs = append(errs, fmt.Errorf("%s: %q is not IP:port (names are not accepted, to keep the bind address explicit)", l.key, a))
+				errs = append(errs, keyErrorf(fmt.Sprintf("%s[%d]", l.key, i), "%q is not IP:port (names are not accepted, to keep the bind address explicit)", a))
 			}
 		}
 	}
 	if c.Admin != "" {
 		if _, err := netip.ParseAddrPort(c.Admin); err != nil {
-			errs = append(errs, fmt.Errorf("admin: %q is not IP:port", c.Admin))
+			errs = append(errs, keyErrorf("admin", "%q is not IP:port", c.Admin))
 		}
 	}
 	hasTLS := c.TLS.CertFile != "" || c.TLS.KeyFile != "" || c.TLS.ACME != nil
 	if len(c.TLSListen) > 0 && !hasTLS {
-		errs = append(errs, errors.New("tls: tls_listen needs tls.cert_file and tls.key_file, or tls.acme"))
+		errs = append(errs, keyErrorf("tls_listen", "needs tls.cert_file and tls.key_file, or tls.acme"))
 	}
 	if c.Auth.Htpasswd != "" {
 		l := c.Auth.Lockout
 		if l.MaxFailures < 1 || l.FailureWindow <= 0 || l.Lockout <= 0 {
-			errs = append(errs, errors.New("auth: max_failures, failure_window and lockout must be positive"))
+			errs = append(errs, keyErrorf("auth", "max_failures, failure_window and lockout must be positive"))
 		}
 	}
 	if c.Policy == "" {
-		errs = append(errs, errors.New("policy: path to endpoints.yaml is required"))
+		errs = append(errs, keyErrorf("policy", "path to endpoints.yaml is required"))
 	}
-	for _, s := range c.DNS.Servers {
+	for i, s := range c.DNS.Servers {
 		if _, err := netip.ParseAddrPort(s); err != nil {
-			errs = append(errs, fmt.Errorf("dns.servers: %q is not IP:port", s))
+			errs = append(errs, keyErrorf(fmt.Sprintf("dns.servers[%d]", i), "%q is not IP:port", s))
 		}
 	}
 	if _, err := c.AllowPrefixes(); err != nil {
@@ -178,7 +238,7 @@ func (c Config) Validate() error {
 	}
 	errs = append(errs, c.Timeouts.Timeouts.Validate(), c.Limits.Validate())
 	if c.Timeouts.Drain < 0 {
-		errs = append(errs, errors.New("timeouts.drain: must not be negative"))
+		errs = append(errs, keyErrorf("timeouts.drain", "must not be negative"))
 	}
 	return errors.Join(errs...)
 }
@@ -186,12 +246,12 @@ func (c Config) Validate() error {
 // AllowPrefixes parses AllowRanges.
 func (c Config) AllowPrefixes() ([]netip.Prefix, error) {
 	out := make([]netip.Prefix, 0, len(c.AllowRanges))
-	for _, s := range c.AllowRanges {
+	for i, s := range c.AllowRanges {
 		p, err := netip.ParsePrefix(s)
 		if err != nil {
 			a, aerr := netip.ParseAddr(s)
 			if aerr != nil {
-				return nil, fmt.Errorf("allow_ranges: %q is not a CIDR or address", s)
+				return nil, keyErrorf(fmt.Sprintf("allow_ranges[%d]", i), "%q is not a CIDR or address", s)
 			}
 			p = netip.PrefixFrom(a, a.BitLen())
 		}

@@ -39,38 +39,79 @@ func (l List) Unwrap() []error {
 // file:line:col in words an operator knows: a syntax error where it is, an unknown key with the
 // closest known one ("did you mean"), a duplicate key, a value of the wrong kind ("want a
 // duration such as 30s"). On failure the error is a List and out may be partly filled.
-func Decode(file string, data []byte, out any) error {
+//
+// The Positions it returns say where each key's value is, so that a problem found later (a
+// file that does not exist, an address that is taken) can be reported there too.
+func Decode(file string, data []byte, out any) (*Positions, error) {
+	pos := &Positions{file: file, at: map[string]Pos{}, keyAt: map[string]Pos{}}
 	if e := Syntax(data); e != nil {
 		e.File = file
-		return List{e}
+		return pos, List{e}
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
 	if err := dec.Decode(&doc); err != nil {
 		if errors.Is(err, io.EOF) {
-			return nil // an empty file: every key takes its default
+			return pos, nil // an empty file: every key takes its default
 		}
-		return List{{File: file, Line: 1, Col: 1, Msg: err.Error()}}
+		return pos, List{{File: file, Line: 1, Col: 1, Msg: err.Error()}}
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); err == nil {
-		return List{{File: file, Line: extra.Line, Col: extra.Column, Msg: "only one YAML document is allowed"}}
+		return pos, List{{File: file, Line: extra.Line, Col: extra.Column, Msg: "only one YAML document is allowed"}}
 	}
-	d := &decoder{file: file}
+	d := &decoder{file: file, pos: pos}
 	if len(doc.Content) == 1 && !isNullNode(doc.Content[0]) {
 		d.value(doc.Content[0], reflect.ValueOf(out).Elem(), "")
 	}
 	if len(d.errs) == 0 {
-		return nil
+		return pos, nil
 	}
-	slices.SortStableFunc(d.errs, func(a, b *Error) int {
+	d.errs.Sort()
+	return pos, d.errs
+}
+
+// Sort puts the list in file order.
+func (l List) Sort() {
+	slices.SortStableFunc(l, func(a, b *Error) int {
 		return cmp.Or(cmp.Compare(a.Line, b.Line), cmp.Compare(a.Col, b.Col))
 	})
-	return d.errs
+}
+
+// Pos is a 1-based line and column.
+type Pos struct{ Line, Col int }
+
+// Positions are where the keys of a decoded file are: "listen[0]", "tls.cert_file".
+type Positions struct {
+	file  string
+	at    map[string]Pos // where a key's value starts
+	keyAt map[string]Pos // where a mapping key is written
+}
+
+// Errorf returns a problem located at key's value, or else at the nearest parent key the file
+// has ("timeouts:" for "timeouts.drain" when the file leaves drain out), or else at 1:1. The
+// message starts with the key.
+func (p *Positions) Errorf(key, format string, args ...any) *Error {
+	msg := key + ": " + fmt.Sprintf(format, args...)
+	if at, ok := p.at[key]; ok {
+		return &Error{File: p.file, Line: at.Line, Col: at.Col, Msg: msg}
+	}
+	for k := key; k != ""; {
+		if at, ok := p.keyAt[k]; ok {
+			return &Error{File: p.file, Line: at.Line, Col: at.Col, Msg: msg}
+		}
+		i := strings.LastIndexAny(k, ".[")
+		if i < 0 {
+			break
+		}
+		k = k[:i]
+	}
+	return &Error{File: p.file, Line: 1, Col: 1, Msg: msg}
 }
 
 type decoder struct {
 	file string
+	pos  *Positions
 	errs List
 }
 
@@ -85,6 +126,9 @@ var (
 
 // value decodes n into v; path is the dotted key path for messages ("timeouts.idle").
 func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
+	if path != "" {
+		d.pos.at[path] = Pos{n.Line, n.Column}
+	}
 	if n.Kind == yaml.AliasNode {
 		d.errorf(n, "%s: YAML aliases are not supported here: write the value out", path)
 		return
@@ -121,17 +165,9 @@ func (d *decoder) structure(n *yaml.Node, v reflect.Value, path string) {
 		d.errorf(n, "%s: want a mapping of keys, got %s", orTop(path), Describe(n))
 		return
 	}
-	fields := map[string]int{}
+	fields := map[string][]int{}
 	var known []string
-	for i := 0; i < v.NumField(); i++ {
-		f := v.Type().Field(i)
-		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
-		if !f.IsExported() || name == "" || name == "-" {
-			continue
-		}
-		fields[name] = i
-		known = append(known, name)
-	}
+	collectFields(v.Type(), nil, fields, &known)
 	seen := map[string]int{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, val := n.Content[i], n.Content[i+1]
@@ -150,7 +186,28 @@ func (d *decoder) structure(n *yaml.Node, v reflect.Value, path string) {
 			continue
 		}
 		seen[key] = k.Line
-		d.value(val, v.Field(idx), join(path, key))
+		d.pos.keyAt[join(path, key)] = Pos{k.Line, k.Column}
+		d.value(val, v.FieldByIndex(idx), join(path, key))
+	}
+}
+
+// collectFields maps each key of struct type t to its field's index, descending into
+// `yaml:",inline"` fields as yaml.v3 does. Only fields with a yaml tag name are keys: the others
+// (loggers, hooks) are not configuration.
+func collectFields(t reflect.Type, index []int, fields map[string][]int, known *[]string) {
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		name, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		idx := append(slices.Clone(index), i)
+		if slices.Contains(strings.Split(opts, ","), "inline") && f.Type.Kind() == reflect.Struct {
+			collectFields(f.Type, idx, fields, known)
+			continue
+		}
+		if !f.IsExported() || name == "" || name == "-" {
+			continue
+		}
+		fields[name] = idx
+		*known = append(*known, name)
 	}
 }
 

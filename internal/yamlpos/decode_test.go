@@ -7,13 +7,18 @@ import (
 	"time"
 )
 
+type inlined struct {
+	Idle time.Duration `yaml:"idle"`
+	Hook func()        `yaml:"-"`
+}
+
 type testConfig struct {
 	Listen   []string `yaml:"listen"`
 	Admin    string   `yaml:"admin"`
 	Watch    *bool    `yaml:"watch"`
 	Timeouts struct {
-		Idle  time.Duration `yaml:"idle"`
-		Drain time.Duration `yaml:"drain"`
+		inlined `yaml:",inline"`
+		Drain   time.Duration `yaml:"drain"`
 	} `yaml:"timeouts"`
 	Limits struct {
 		MaxConnections int `yaml:"max_connections"`
@@ -27,13 +32,24 @@ type testConfig struct {
 func TestDecode(t *testing.T) {
 	src := "listen: [127.0.0.1:3128]\nadmin: 127.0.0.1:9090\nwatch: false\ntimeouts:\n  idle: 10m\ntls:\n  cert_file: a.pem\n"
 	var c testConfig
-	if err := Decode("gw.yaml", []byte(src), &c); err != nil {
+	pos, err := Decode("gw.yaml", []byte(src), &c)
+	if err != nil {
 		t.Fatal(err)
 	}
 	if len(c.Listen) != 1 || c.Admin != "127.0.0.1:9090" || c.Watch == nil || *c.Watch || c.Timeouts.Idle != 10*time.Minute || c.TLS == nil || c.TLS.CertFile != "a.pem" {
 		t.Fatalf("%+v", c)
 	}
-	if err := Decode("gw.yaml", nil, &c); err != nil {
+	for key, want := range map[string]string{
+		"tls.cert_file":   "gw.yaml:7:14: tls.cert_file: gone",
+		"listen[0]":       "gw.yaml:1:10: listen[0]: gone",
+		"timeouts.drain":  "gw.yaml:4:1: timeouts.drain: gone", // not in the file: its section
+		"limits.anything": "gw.yaml:1:1: limits.anything: gone", // neither: the top
+	} {
+		if got := pos.Errorf(key, "gone").Error(); got != want {
+			t.Errorf("Errorf(%q) = %q, want %q", key, got, want)
+		}
+	}
+	if _, err := Decode("gw.yaml", nil, &c); err != nil {
 		t.Fatalf("empty file: %v", err)
 	}
 }
@@ -67,7 +83,7 @@ func TestDecodeErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var c testConfig
-			err := Decode("gateway.yaml", []byte(tt.src), &c)
+			_, err := Decode("gateway.yaml", []byte(tt.src), &c)
 			var list List
 			if !errors.As(err, &list) {
 				t.Fatalf("error %v is not a List", err)
