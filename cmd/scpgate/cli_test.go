@@ -46,6 +46,7 @@ func TestHelpEverywhere(t *testing.T) {
 	}{
 		{[]string{}, nil},
 		{[]string{"serve"}, []string{"-config", "-log-level"}},
+		{[]string{"check"}, []string{"-config"}},
 		{[]string{"policy"}, nil},
 		{[]string{"policy", "lint"}, nil},
 		{[]string{"policy", "explain"}, []string{"-policy", "-json", "-method", "-user"}},
@@ -85,7 +86,7 @@ func TestHelpEverywhere(t *testing.T) {
 
 // A bad flag prints the problem and the help on stderr and exits 2.
 func TestBadFlag(t *testing.T) {
-	for _, args := range [][]string{{"serve", "-nope"}, {"policy", "explain", "-nope", "a:1"}, {"passwd", "-x"}, {"policy", "lint", "-x"}, {"version", "-x"}, {"version", "extra"}} {
+	for _, args := range [][]string{{"serve", "-nope"}, {"check"}, {"check", "-x"}, {"policy", "explain", "-nope", "a:1"}, {"passwd", "-x"}, {"policy", "lint", "-x"}, {"version", "-x"}, {"version", "extra"}} {
 		code, out, errs := runCmd(t, args...)
 		if code != 2 || out != "" || !strings.Contains(errs, "Usage: scpgate") {
 			t.Errorf("%v: exit %d, stdout %q, stderr %q", args, code, out, errs)
@@ -276,5 +277,34 @@ func TestPasswdTerminal(t *testing.T) {
 				t.Fatalf("the file does not hold the typed password: %q", data)
 			}
 		})
+	}
+}
+
+func TestCheckCommand(t *testing.T) {
+	code, out, errs := runCmd(t, "check", "-config", "../../examples/gateway.yaml")
+	if code != 0 || !strings.Contains(out, "examples/gateway.yaml: ok") || errs != "" {
+		t.Fatalf("the example config: exit %d\n%s%s", code, out, errs)
+	}
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "gateway.yaml")
+	os.WriteFile(cfg, []byte("listen: [127.0.0.1:0]\npolicy: endpoints.yaml\nauth:\n  htpasswd: users.htpasswd\n"), 0o644)
+	code, out, errs = runCmd(t, "check", "-config", cfg)
+	want := []string{
+		cfg + ":2:9: policy: " + filepath.Join(dir, "endpoints.yaml") + ": no such file or directory",
+		cfg + ":4:13: auth.htpasswd: open " + filepath.Join(dir, "users.htpasswd") + ": no such file or directory (create it with `scpgate passwd",
+	}
+	lines := strings.Split(strings.TrimSpace(errs), "\n")
+	if code != 1 || out != "" || len(lines) != len(want) {
+		t.Fatalf("exit %d, stdout %q, stderr:\n%s", code, out, errs)
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(lines[i], w) {
+			t.Errorf("line %d:\n got %s\nwant %s...", i, lines[i], w)
+		}
+	}
+	// serve runs the same checks first and starts nothing.
+	code, _, serveErrs := runCmd(t, "serve", "-config", cfg)
+	if code != 1 || serveErrs != errs {
+		t.Fatalf("serve: exit %d, stderr:\n%s\nwant the check's:\n%s", code, serveErrs, errs)
 	}
 }

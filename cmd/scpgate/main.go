@@ -15,6 +15,8 @@ const usage = `scpgate — egress policy gateway for a ConfigMgr service connect
 
 Usage:
   scpgate serve -config FILE               run the gateway
+  scpgate check -config FILE               load everything serve would, bind nothing; print
+                                           every problem as file:line:col; exit 0 ok, 1 not
   scpgate policy lint FILE...              check policy files; exit 1 listing every error
   scpgate policy explain [-policy FILE] [-json] [-method M] [-user U] HOST[:PORT]
                                            which rule allows or denies HOST:PORT (default
@@ -50,6 +52,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "serve":
 		return cmdServe(args[1:], stdout, stderr)
+	case "check":
+		return cmdCheck(args[1:], stdout, stderr)
 	case "policy":
 		return cmdPolicy(args[1:], stdout, stderr)
 	case "passwd":

@@ -17,6 +17,7 @@ import (
 var serveHelp = cmdline.Help{
 	Synopsis: "scpgate serve -config FILE [-log-level LEVEL] [-ready-json]",
 	About: "Runs the gateway: the proxy listeners, the admin listener, policy and htpasswd reloads.\n" +
+		"It first runs the checks of 'scpgate check' and stops (exit 1) on any problem.\n" +
 		"SIGHUP reloads, SIGTERM or SIGINT drains and stops, SIGUSR1 rotates and SIGUSR2 reopens\n" +
 		"the audit file. Logs go to standard error; the audit log where the configuration says.",
 	Example: "scpgate serve -config /etc/scpgate/gateway.yaml",
@@ -40,6 +41,10 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
 
+	// The checks of `scpgate check` first: every problem at once, at file:line:col.
+	if printProblems(stderr, server.Check(*configPath)) {
+		return exitFail
+	}
 	cfg, err := server.LoadConfig(*configPath)
 	if err != nil {
 		fmt.Fprintf(stderr, "scpgate serve: %v\n", err)

@@ -134,30 +134,19 @@ func keyErrorf(key, format string, args ...any) error {
 // the top of the file.
 func locate(pos *yamlpos.Positions, err error) yamlpos.List {
 	var out yamlpos.List
-	var walk func(error)
-	walk = func(err error) {
-		if err == nil {
-			return
-		}
-		if j, ok := err.(interface{ Unwrap() []error }); ok {
-			for _, e := range j.Unwrap() {
-				walk(e)
-			}
-			return
-		}
+	for _, err := range leaves(err) {
 		var ke *keyError
 		if errors.As(err, &ke) {
 			out = append(out, pos.Errorf(ke.key, "%s", ke.msg))
-			return
+			continue
 		}
 		msg := err.Error()
 		if key, rest, ok := strings.Cut(msg, ": "); ok && isKeyPath(key) {
 			out = append(out, pos.Errorf(key, "%s", rest))
-			return
+			continue
 		}
 		out = append(out, pos.Errorf("", "%s", msg))
 	}
-	walk(err)
 	out.Sort()
 	return out
 }

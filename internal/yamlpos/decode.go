@@ -92,7 +92,10 @@ type Positions struct {
 // has ("timeouts:" for "timeouts.drain" when the file leaves drain out), or else at 1:1. The
 // message starts with the key.
 func (p *Positions) Errorf(key, format string, args ...any) *Error {
-	msg := key + ": " + fmt.Sprintf(format, args...)
+	msg := fmt.Sprintf(format, args...)
+	if key != "" {
+		msg = key + ": " + msg
+	}
 	if at, ok := p.at[key]; ok {
 		return &Error{File: p.file, Line: at.Line, Col: at.Col, Msg: msg}
 	}
