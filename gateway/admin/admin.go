@@ -33,7 +33,7 @@ type Options struct {
 	// PACProxy is the plain HTTP proxy listener as clients reach it ("gw.corp.example:3128"),
 	// named in /proxy.pac; "" makes /proxy.pac require ?proxy=HOST:PORT.
 	PACProxy string
-	Logger      *slog.Logger          // nil: slog.Default()
+	Logger   *slog.Logger // nil: slog.Default()
 }
 
 // Routes.

@@ -42,7 +42,7 @@ func TestDecode(t *testing.T) {
 	for key, want := range map[string]string{
 		"tls.cert_file":   "gw.yaml:7:14: tls.cert_file: gone",
 		"listen[0]":       "gw.yaml:1:10: listen[0]: gone",
-		"timeouts.drain":  "gw.yaml:4:1: timeouts.drain: gone", // not in the file: its section
+		"timeouts.drain":  "gw.yaml:4:1: timeouts.drain: gone",  // not in the file: its section
 		"limits.anything": "gw.yaml:1:1: limits.anything: gone", // neither: the top
 	} {
 		if got := pos.Errorf(key, "gone").Error(); got != want {
