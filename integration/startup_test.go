@@ -3,11 +3,14 @@ package integration
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -73,4 +76,27 @@ func TestServeStartupFailures(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The admin listener of a running gateway serves the PAC file for the policy in force, naming
+// the gateway's own plain listener.
+func TestServeProxyPAC(t *testing.T) {
+	bin := buildScpgate(t)
+	w := newWorld(t)
+	o := w.origin("go.microsoft.com")
+	p := startServe(t, bin, w, o, time.Second)
+	resp, err := http.Get("http://" + p.addrs.Admin + "/proxy.pac")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/x-ns-proxy-autoconfig" ||
+		!strings.Contains(string(body), `"proxy": "`+p.addrs.Proxy[0]+`"`) || !strings.Contains(string(body), `"p": "go.microsoft.com"`) {
+		t.Fatalf("%d %s\n%s", resp.StatusCode, resp.Header.Get("Content-Type"), body)
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	p.waitExit(t, 10*time.Second)
 }

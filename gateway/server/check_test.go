@@ -148,3 +148,24 @@ func TestCheck(t *testing.T) {
 		})
 	}
 }
+
+func TestPACProxy(t *testing.T) {
+	host := func() (string, error) { return "gw.corp.example", nil }
+	noHost := func() (string, error) { return "", errors.New("no name") }
+	tests := []struct {
+		bound []string
+		name  func() (string, error)
+		want  string
+	}{
+		{[]string{"10.1.2.3:3128", "10.1.2.4:3128"}, host, "10.1.2.3:3128"},
+		{[]string{"0.0.0.0:3128"}, host, "gw.corp.example:3128"},
+		{[]string{"[::]:8080"}, host, "gw.corp.example:8080"},
+		{[]string{"0.0.0.0:3128"}, noHost, ""},
+		{nil, host, ""},
+	}
+	for _, tt := range tests {
+		if got := pacProxy(tt.bound, tt.name); got != tt.want {
+			t.Errorf("pacProxy(%v) = %q, want %q", tt.bound, got, tt.want)
+		}
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -438,6 +439,7 @@ func (s *Server) Run(ctx context.Context) error {
 				Ready:       func() bool { return !s.gw.Draining() },
 				AuthEnabled: func() bool { return s.basic != nil },
 				Logger:      s.log,
+				PACProxy:    pacProxy(addrs.Proxy, os.Hostname),
 			}),
 			ReadHeaderTimeout: 10 * time.Second,
 			ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
@@ -480,6 +482,27 @@ func (s *Server) Run(ctx context.Context) error {
 	<-watchDone
 	s.closeAll()
 	return errors.Join(errs...)
+}
+
+// pacProxy is the address /proxy.pac names: the first plain listener as bound, with this
+// machine's name in place of an unspecified IP (0.0.0.0 or ::), which a client cannot dial.
+// "" when there is no plain listener: the PAC's reader then gives ?proxy=.
+func pacProxy(bound []string, hostname func() (string, error)) string {
+	if len(bound) == 0 {
+		return ""
+	}
+	ap, err := netip.ParseAddrPort(bound[0])
+	if err != nil {
+		return ""
+	}
+	if !ap.Addr().IsUnspecified() {
+		return bound[0]
+	}
+	name, err := hostname()
+	if err != nil || name == "" {
+		return ""
+	}
+	return net.JoinHostPort(name, strconv.Itoa(int(ap.Port())))
 }
 
 // closeAll releases what New acquired; it is safe on a partly built Server.
