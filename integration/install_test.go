@@ -71,6 +71,18 @@ func TestMakeInstall(t *testing.T) {
 	if out, err := runIn(t, root, filepath.Join(root, "usr/bin/scpgate"), "policy", "lint", filepath.Join(root, "etc/scpgate/endpoints.yaml")); err != nil {
 		t.Errorf("installed endpoints.yaml: %v\n%s", err, out)
 	}
+	// The shipped server configuration passes `scpgate check` (its absolute paths moved into
+	// the staging root).
+	shipped, err := os.ReadFile(filepath.Join(root, "etc/scpgate/gateway.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	staged := strings.NewReplacer("/etc/scpgate/", root+"/etc/scpgate/", "/var/log/scpgate/", root+"/var/log/scpgate/").Replace(string(shipped))
+	stagedPath := filepath.Join(t.TempDir(), "gateway.yaml")
+	os.WriteFile(stagedPath, []byte(staged), 0o644)
+	if out, err := runIn(t, root, filepath.Join(root, "usr/bin/scpgate"), "check", "-config", stagedPath); err != nil || !strings.Contains(out, ": ok") {
+		t.Errorf("scpgate check of the shipped gateway.yaml: %v\n%s", err, out)
+	}
 	// A second install keeps the admin's edits.
 	gw := filepath.Join(root, "etc/scpgate/gateway.yaml")
 	mine := []byte("# edited by the admin\nlisten: [0.0.0.0:8080]\n")
