@@ -52,6 +52,7 @@ func TestHelpEverywhere(t *testing.T) {
 		{[]string{"policy", "explain"}, []string{"-policy", "-json", "-method", "-user"}},
 		{[]string{"policy", "pac"}, []string{"-policy", "-proxy", "-all"}},
 		{[]string{"passwd"}, []string{"-file", "-cost"}},
+		{[]string{"report"}, []string{"-audit", "-policy", "-since", "-until", "-format", "-out"}},
 		{[]string{"version"}, nil},
 	}
 	for _, c := range commands {
