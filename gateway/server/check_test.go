@@ -100,6 +100,12 @@ func TestCheck(t *testing.T) {
 		}, []string{"FILE/gateway.yaml:4:14: tls.cert_file: FILE/gw.crt and FILE/gw.key are not a certificate and its key"}},
 		{"audit folder missing", "", func(d *checkDir) { os.Remove(filepath.Join(d.dir, "log")) },
 			[]string{"FILE/gateway.yaml:11:9: audit.path: the folder FILE/log does not exist"}},
+		{"incomplete ACME settings", strings.Replace(checkConfig, "  cert_file: gw.crt\n  key_file: gw.key\n", "  acme:\n    domains: [gw.test]\n", 1), nil,
+			[]string{
+				"FILE/gateway.yaml:5:5: tls.acme: directory_url is empty",
+				"FILE/gateway.yaml:5:5: tls.acme: email is empty",
+				"FILE/gateway.yaml:5:5: tls.acme: storage_dir is empty",
+			}},
 		{"config problems stop there", strings.Replace(checkConfig, "listen:", "listne:", 1), nil,
 			[]string{`FILE/gateway.yaml:1:1: unknown key "listne" (did you mean "listen"?)`}},
 		{"everything at once", "", func(d *checkDir) {
