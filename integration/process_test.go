@@ -22,17 +22,23 @@ import (
 // buildScpgate builds cmd/scpgate from the module root into a temporary directory.
 func buildScpgate(t *testing.T) string {
 	t.Helper()
+	return buildCommand(t, "scpgate")
+}
+
+// buildCommand builds cmd/<name> from the module root into a temporary directory.
+func buildCommand(t *testing.T, name string) string {
+	t.Helper()
 	goBin, err := exec.LookPath("go") // go test puts GOROOT/bin first in PATH
 	if err != nil {
-		t.Fatalf("the go command is needed to build scpgate: %v", err)
+		t.Fatalf("the go command is needed to build %s: %v", name, err)
 	}
-	bin := filepath.Join(t.TempDir(), "scpgate")
+	bin := filepath.Join(t.TempDir(), name)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, goBin, "build", "-o", bin, "./cmd/scpgate")
+	cmd := exec.CommandContext(ctx, goBin, "build", "-o", bin, "./cmd/"+name)
 	cmd.Dir = ".."
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/scpgate: %v\n%s", err, out)
+		t.Fatalf("go build ./cmd/%s: %v\n%s", name, err, out)
 	}
 	return bin
 }

@@ -64,6 +64,13 @@ func (e *simEnv) allowCloud() string { return netip.PrefixFrom(e.cloud.Addr(), 3
 // world's DNS server, on 127.0.0.1:0.
 func (e *simEnv) gateway(allowRanges ...string) *proc {
 	e.t.Helper()
+	return e.gatewayWith(nil, allowRanges...)
+}
+
+// gatewayWith is gateway with a hook that adjusts the configuration (auth, TLS listener, ...)
+// before the server starts.
+func (e *simEnv) gatewayWith(adjust func(*gateway.Config), allowRanges ...string) *proc {
+	e.t.Helper()
 	pol, err := filepath.Abs(shippedPolicy)
 	if err != nil {
 		e.t.Fatal(err)
@@ -79,6 +86,9 @@ func (e *simEnv) gateway(allowRanges ...string) *proc {
 	// during a test run cannot reload the gateway under a test.
 	watch := false
 	cfg.Watch = &watch
+	if adjust != nil {
+		adjust(&cfg)
+	}
 	trail := newAuditTrail()
 	ctx, cancel := context.WithCancel(context.Background())
 	srv, err := server.New(ctx, cfg, e.log, server.WithAuditObserver(trail.observe))

@@ -40,11 +40,15 @@ func WriteFile(path string, data []byte, perm os.FileMode) (err error) {
 	if err = os.Rename(tmp, path); err != nil {
 		return err
 	}
-	// Make the rename itself durable. Some file systems refuse fsync on a directory; the
-	// replacement is already atomic then, only its durability is the file system's.
-	if d, derr := os.Open(dir); derr == nil {
+	SyncDir(dir)
+	return nil
+}
+
+// SyncDir makes a rename into dir durable. Some file systems refuse fsync on a directory; the
+// replacement is already atomic then, only its durability is the file system's.
+func SyncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
 		_ = d.Sync()
 		_ = d.Close()
 	}
-	return nil
 }

@@ -1,0 +1,81 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"text/tabwriter"
+
+	"github.com/scpgate/scpgate/scpclient/agent"
+	"github.com/scpgate/scpgate/scpclient/config"
+	"github.com/scpgate/scpgate/scpclient/downloader"
+	"github.com/scpgate/scpgate/scpclient/progress"
+	"github.com/scpgate/scpgate/scpclient/state"
+)
+
+// cmdCheck is "Check for Updates": one update check (retried with backoff on failure), then a
+// usage upload if one is due or spooled, then exit.
+func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("check", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("config", defaultConfig(), "configuration file")
+	attempts := fs.Int("attempts", 3, "tries before giving up (waits retry_backoff, doubling, between them)")
+	noUpload := fs.Bool("no-upload", false, "do not upload usage data in this run")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	if *attempts < 1 {
+		return fail(stderr, "check", exitUsage, fmt.Errorf("-attempts %d: want at least 1", *attempts))
+	}
+	cfg, err := config.Load(*cfgPath)
+	if err != nil {
+		return fail(stderr, "check", exitUsage, err)
+	}
+	if cfg.Mode == config.ModeOffline {
+		return fail(stderr, "check", exitFail, errOffline)
+	}
+	site, err := agent.Open(cfg, agent.Options{Progress: progress.ForTerminal(os.Stdout)})
+	if err != nil {
+		return fail(stderr, "check", exitFail, err)
+	}
+	defer site.Close()
+	lg, err := site.OpenLog(cfg, downloader.LogFileName, downloader.Component)
+	if err != nil {
+		return fail(stderr, "check", exitFail, err)
+	}
+	defer lg.Close()
+	d, err := site.Downloader(cfg, lg)
+	if err != nil {
+		return fail(stderr, "check", exitUsage, err)
+	}
+	cerr := agent.Retry(ctx, cfg.RetryBackoff, cfg.CheckInterval, *attempts, func(ctx context.Context) error {
+		_, err := d.Cycle(ctx)
+		if err != nil {
+			fmt.Fprintf(stderr, "scpclient check: %v\n", err)
+		}
+		return err
+	})
+	var uerr error
+	if !*noUpload {
+		uerr = site.UploadOnce(ctx, cfg, false)
+		if uerr != nil {
+			fmt.Fprintf(stderr, "scpclient check: usage upload: %v (the package stays spooled)\n", uerr)
+		}
+	}
+	printUpdates(stdout, site.Store.Snapshot())
+	if cerr != nil || uerr != nil {
+		return exitFail
+	}
+	return exitOK
+}
+
+func printUpdates(w io.Writer, f state.File) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "UPDATE\tKIND\tVERSION\tSTATE\t")
+	for _, u := range f.SortedUpdates() {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d %s\t\n", u.GUID, u.Kind, u.Version, u.State, u.StateName)
+	}
+	_ = tw.Flush()
+}
