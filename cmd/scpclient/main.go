@@ -28,6 +28,7 @@ commands:
   run                 run SMS_DMP_DOWNLOADER and SMS_DMP_UPLOADER until stopped
   status              show the components, the mode in force and configured, checks and updates
   restart-component   restart one component of a running 'scpclient run' (SMS_DMP_DOWNLOADER)
+  trigger             run one component's cycle now (Check for Updates)
   tool                the service connection tool: -prepare, -connect, -import, -export
 
 Every command but tool takes -config FILE (default scpclient.yaml, or $SCPCLIENT_CONFIG).
@@ -48,6 +49,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "check":
 		return cmdCheck(ctx, args[1:], stdout, stderr)
+	case "run":
+		return cmdRun(ctx, args[1:], stdout, stderr)
+	case "status":
+		return cmdStatus(ctx, args[1:], stdout, stderr)
+	case "restart-component":
+		return cmdRestart(ctx, args[1:], stdout, stderr)
+	case "trigger":
+		return cmdTrigger(ctx, args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return exitOK

@@ -14,6 +14,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/scpgate/scpgate/manifest"
@@ -49,6 +50,9 @@ type Site struct {
 	opts    Options
 	lock    *sitelock.Lock
 	cfg     *config.Config
+
+	mu   sync.Mutex
+	mode string // in force; "" until SetMode
 }
 
 // Open takes the site lock for cfg's hierarchy in its data folder and opens the state file.
@@ -83,14 +87,39 @@ func (s *Site) OpenLog(cfg *config.Config, file, component string) (*cmtrace.Log
 	return cmtrace.Open(filepath.Join(cfg.LogDir, file), component, opts...)
 }
 
-// Client builds the HTTP client through the configured proxy. In offline mode its dialer
-// refuses every connection, so nothing can reach the network even by mistake.
+// Client builds the HTTP client through the configured proxy. While the mode in force (see
+// SetMode; cfg.Mode until then) is offline its dialer refuses every connection, so nothing can
+// reach the network even by mistake.
 func (s *Site) Client(cfg *config.Config) (*proxyclient.Client, error) {
-	dial := s.opts.Dial
-	if cfg.Mode == config.ModeOffline {
-		dial = func(context.Context, string, string) (net.Conn, error) { return nil, ErrOffline }
+	base := s.opts.Dial
+	if base == nil {
+		d := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
+		base = d.DialContext
+	}
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if s.Mode(cfg) == config.ModeOffline {
+			return nil, ErrOffline
+		}
+		return base(ctx, network, addr)
 	}
 	return NewClient(cfg, dial)
+}
+
+// SetMode records the mode in force (the downloader's, from its last start).
+func (s *Site) SetMode(m string) {
+	s.mu.Lock()
+	s.mode = m
+	s.mu.Unlock()
+}
+
+// Mode is the mode in force, or cfg's when none was set.
+func (s *Site) Mode(cfg *config.Config) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.mode != "" {
+		return s.mode
+	}
+	return cfg.Mode
 }
 
 // NewClient builds the HTTP client a configuration describes (also used by the offline tool's

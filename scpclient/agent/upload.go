@@ -8,17 +8,17 @@ import (
 	"github.com/scpgate/scpgate/scpclient/uploader"
 )
 
-// Uploader builds the usage uploader for cfg; in offline mode it has no client and only
-// reports that usage data goes through the service connection tool.
+// Uploader builds the usage uploader for cfg; while the mode in force is offline it only
+// reports that usage data goes through the service connection tool (and its client could not
+// dial anyway).
 func (s *Site) Uploader(cfg *config.Config, lg *cmtrace.Log) (*uploader.Uploader, error) {
-	o := uploader.Options{Config: cfg, Store: s.Store, Log: lg, Now: s.opts.Now}
-	if cfg.Mode == config.ModeOnline {
-		c, err := s.Client(cfg)
-		if err != nil {
-			return nil, err
-		}
-		o.Client = c
+	o := uploader.Options{Config: cfg, Store: s.Store, Log: lg, Now: s.opts.Now,
+		Mode: func() string { return s.Mode(cfg) }}
+	c, err := s.Client(cfg)
+	if err != nil {
+		return nil, err
 	}
+	o.Client = c
 	return uploader.New(o), nil
 }
 

@@ -58,7 +58,7 @@ func WithClock(now func() time.Time) Option { return func(l *Log) { l.now = now 
 // goroutines have no stable thread id).
 func WithThread(n int) Option { return func(l *Log) { l.thread = n } }
 
-// WithMirror also writes every message (without the trace suffix) to w, for a console.
+// WithMirror also writes every message to w as "COMPONENT: message", for a console.
 func WithMirror(w io.Writer) Option { return func(l *Log) { l.mirror = w } }
 
 // Truncate starts the file empty instead of appending (ServiceConnectionTool.log is overwritten
@@ -152,7 +152,7 @@ func (l *Log) write(msg string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.mirror != nil {
-		fmt.Fprintln(l.mirror, oneLine(msg))
+		fmt.Fprintf(l.mirror, "%s: %s\n", l.component, oneLine(msg))
 	}
 	if l.f == nil {
 		return

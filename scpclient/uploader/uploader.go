@@ -89,6 +89,8 @@ type Options struct {
 	Log    *cmtrace.Log
 	URL    string // "" means DefaultURL
 	Now    func() time.Time
+	// Mode is the mode in force (set by the downloader's last start); nil means Config.Mode.
+	Mode func() string
 }
 
 // Uploader runs upload cycles.
@@ -153,7 +155,11 @@ func (u *Uploader) Collect(force bool) (string, error) {
 // Cycle collects if due and uploads every spooled package (online mode). It stops at the first
 // failure: the rest stay spooled for the next cycle.
 func (u *Uploader) Cycle(ctx context.Context, force bool) error {
-	if u.o.Config.Mode == config.ModeOffline || u.o.Client == nil {
+	mode := u.o.Config.Mode
+	if u.o.Mode != nil {
+		mode = u.o.Mode()
+	}
+	if mode == config.ModeOffline || u.o.Client == nil {
 		u.o.Log.Info("The service connection point is in offline mode; usage data is exported with the service connection tool (-prepare).")
 		return nil
 	}
