@@ -29,7 +29,14 @@ type clientProc struct {
 
 func (s *scpEnv) startRun(args ...string) *clientProc {
 	s.t.Helper()
-	cmd := exec.Command(s.bin, append([]string{"run"}, args...)...)
+	return s.startRunIn(nil, args...)
+}
+
+// startRunIn is startRun with a command prefix (such as unshare -n).
+func (s *scpEnv) startRunIn(prefix []string, args ...string) *clientProc {
+	s.t.Helper()
+	full := append(append(append([]string(nil), prefix...), s.bin, "run"), args...)
+	cmd := exec.Command(full[0], full[1:]...)
 	cmd.Env = append(os.Environ(), "HTTPS_PROXY=", "https_proxy=", "SCPCLIENT_PROXY_PASSWORD=")
 	p := &clientProc{t: s.t, cmd: cmd, stderr: &lockedBuffer{}, more: make(chan struct{}), exited: make(chan struct{})}
 	cmd.Stderr = p.stderr

@@ -57,6 +57,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return cmdRestart(ctx, args[1:], stdout, stderr)
 	case "trigger":
 		return cmdTrigger(ctx, args[1:], stdout, stderr)
+	case "tool":
+		return cmdTool(ctx, args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return exitOK

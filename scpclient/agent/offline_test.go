@@ -1,0 +1,118 @@
+package agent
+
+import (
+	"bufio"
+	"context"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/scpgate/scpgate/scpclient/cmtrace"
+	"github.com/scpgate/scpgate/scpclient/config"
+	"github.com/scpgate/scpgate/scpclient/sctool"
+)
+
+// TestOfflineNeverDials: an offline site runs both components, is triggered, and prepares and
+// exports usage data, with a dialer that fails the test if anything tries to connect.
+func TestOfflineNeverDials(t *testing.T) {
+	base, err := os.MkdirTemp("", "scpo") // short: the control socket path is limited
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	cfg, err := config.Parse([]byte(`site_code: XYZ
+site_role: standalone-primary
+hierarchy_id: 6f2c2f5b-1d2e-4b51-9c3a-7d1e2f3a4b5c
+installed_version: 5.00.9135.1000
+mode: offline
+proxy:
+  url: http://127.0.0.1:9
+data_dir: data
+`), base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fail := func(_ context.Context, network, addr string) (net.Conn, error) {
+		t.Errorf("offline mode dialed %s %s", network, addr)
+		return nil, ErrOffline
+	}
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := make(chan string, 100)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	site, err := Open(cfg, Options{Dial: fail, Mirror: pw})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer site.Close()
+	r := NewRunner(site, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	waitFor := func(want string) {
+		t.Helper()
+		timeout := time.After(time.Minute)
+		for {
+			select {
+			case l := <-lines:
+				if strings.Contains(l, want) {
+					return
+				}
+			case <-timeout:
+				t.Fatalf("no line with %q", want)
+			}
+		}
+	}
+	waitFor("SMS_DMP_DOWNLOADER started; mode in force: offline")
+	waitFor("SMS_DMP_UPLOADER: The service connection point is in offline mode")
+	for _, c := range []string{"SMS_DMP_DOWNLOADER", "SMS_DMP_UPLOADER"} {
+		if err := r.Trigger(c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor("Check for Updates is not available in offline mode")
+	waitFor("SMS_DMP_UPLOADER: The service connection point is in offline mode")
+	// The client an offline site builds cannot dial either.
+	c, err := site.Client(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := site.Uploader(cfg, nil); err != nil {
+		t.Fatal(err)
+	}
+	req, _ := newGet("https://go.microsoft.com/fwlink/?LinkId=2008245")
+	if _, err := c.Do(req); err == nil || !strings.Contains(err.Error(), "offline mode") {
+		t.Fatalf("offline client: %v", err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+
+	lg, err := cmtrace.Open(filepath.Join(base, "usb", sctool.LogFileName), sctool.Component, cmtrace.Truncate())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lg.Close()
+	if _, err := sctool.Prepare(cfg, filepath.Join(base, "usb", "UsageData.scpusage.json"), lg); err != nil {
+		t.Fatal(err)
+	}
+	if err := sctool.Export(cfg, filepath.Join(base, "usb", "UsageData.csv"), lg); err != nil {
+		t.Fatal(err)
+	}
+	_ = pw.Close()
+}
+
+func newGet(u string) (*http.Request, error) { return http.NewRequest(http.MethodGet, u, nil) }
