@@ -3,6 +3,7 @@ SHELL   := /bin/bash
 GO      ?= go
 BIN     := bin/scpgate
 SIMBIN  := bin/scpsim
+CLIENTBIN := bin/scpclient
 PKGS    := ./...
 # The version from git (v1.2.3-4-gabcdef0, -dirty for a modified tree), stamped into both binaries.
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
@@ -16,9 +17,11 @@ TESTFLAGS ?= -race -count=1 -timeout 15m
 
 all: build
 
-# scpgate is the product; scpsim (the simulated cloud and the demo) is for development only.
+# scpgate is the product; scpclient is the SCP it fronts; scpsim (the simulated cloud and the
+# demo) is for development only.
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/scpgate
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(CLIENTBIN) ./cmd/scpclient
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(SIMBIN) ./cmd/scpsim
 
 # Install on a server (see README, "Run it on a server"): the binary, /etc/scpgate/{gateway.yaml,

@@ -112,20 +112,7 @@ type child struct {
 // findScpgate locates the product binary: the flag, else scpgate next to this binary (make
 // build puts both in bin/), else $PATH.
 func findScpgate(flagValue string) (string, error) {
-	if flagValue != "" {
-		return flagValue, nil
-	}
-	if self, err := os.Executable(); err == nil {
-		sibling := filepath.Join(filepath.Dir(self), "scpgate")
-		if _, err := os.Stat(sibling); err == nil {
-			return sibling, nil
-		}
-	}
-	p, err := exec.LookPath("scpgate")
-	if err != nil {
-		return "", errors.New("cannot find the scpgate binary next to scpsim or on $PATH; run `make build` or pass -scpgate PATH")
-	}
-	return p, nil
+	return findBinary(flagValue, "scpgate")
 }
 
 // start runs bin (this binary or scpgate) with args as a child process named name.
@@ -211,6 +198,10 @@ func (d *demo) run(ctx context.Context) error {
 		return err
 	}
 	fmt.Fprintf(d.out, "proxy http://%s, TLS proxy https://%s, admin http://%s\n", d.gw.Proxy[0], d.gw.TLS[0], d.gw.Admin)
+
+	if err := d.clientCycle(ctx); err != nil {
+		return err
+	}
 
 	d.step("the service connection point's traffic, through https://%s with proxy credentials", d.gw.TLS[0])
 	results, err := d.scenarios(ctx)
