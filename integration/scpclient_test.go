@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/scpgate/scpgate/gateway"
+	"github.com/scpgate/scpgate/gateway/server"
 	"github.com/scpgate/scpgate/manifest"
 	"github.com/scpgate/scpgate/scpclient/cmtrace"
 	"github.com/scpgate/scpgate/scpclient/state"
@@ -50,7 +50,7 @@ func newSCPEnv(t *testing.T) *scpEnv {
 	}
 	htpasswd := filepath.Join(dir, "htpasswd")
 	setUser(t, htpasswd, "alice", "alice-pw")
-	gw := e.gatewayWith(func(c *gateway.Config) {
+	gw := e.gatewayWith(func(c *server.Config) {
 		c.TLSListen = []string{"127.0.0.1:0"}
 		c.TLS.CertFile, c.TLS.KeyFile = certFile, keyFile
 		c.Auth.Htpasswd = htpasswd
@@ -437,7 +437,8 @@ groups:
 		dataDir := filepath.Join(t.TempDir(), "data")
 		cfg := s.writeConfig(clientConf{proxyURL: "http://" + gw.addr, dataDir: dataDir})
 		r := s.scpclient("check", "-config", cfg, "-attempts", "1", "-no-upload")
-		if r.exit != 1 || !strings.Contains(r.stderr, "refused the connection to "+cloudsim.HostCDN+":443") || !strings.Contains(r.stderr, "X-Scpgate-Reason: ") {
+		if r.exit != 1 || !strings.Contains(r.stderr, "refused the connection to "+cloudsim.HostCDN+":443") || !strings.Contains(r.stderr, "X-Scpgate-Reason: no_rule") ||
+			!strings.Contains(r.stderr, "gateway connection id ") {
 			t.Fatalf("exit %d stderr:\n%s", r.exit, r.stderr)
 		}
 		st := readState(t, dataDir)

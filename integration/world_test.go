@@ -69,7 +69,7 @@ func (e *simEnv) gateway(allowRanges ...string) *proc {
 
 // gatewayWith is gateway with a hook that adjusts the configuration (auth, TLS listener, ...)
 // before the server starts.
-func (e *simEnv) gatewayWith(adjust func(*gateway.Config), allowRanges ...string) *proc {
+func (e *simEnv) gatewayWith(adjust func(*server.Config), allowRanges ...string) *proc {
 	e.t.Helper()
 	pol, err := filepath.Abs(shippedPolicy)
 	if err != nil {
