@@ -13,7 +13,7 @@ LDFLAGS := -X github.com/scpgate/scpgate/internal/buildinfo.version=$(VERSION) \
 # Integration tests bind port 443 on loopback addresses: they need root (or `unshare -rn`).
 TESTFLAGS ?= -race -count=1 -timeout 15m
 
-.PHONY: all build install test vet fmt-check unit integration bench bench-policy bench-auth bench-report bench-compare fuzz demo clean deps
+.PHONY: all build install test vet fmt-check unit integration bench bench-policy bench-auth bench-report bench-client bench-compare fuzz demo clean deps
 
 all: build
 
@@ -92,7 +92,14 @@ bench-report:
 	$(GO) test -run '^$$' -bench 'BenchmarkAggregate' -benchmem ./auditreport/
 	$(GO) test -run '^$$' -bench 'BenchmarkReportBinary' -benchtime 1x -timeout 30m ./auditreport/
 
-bench: bench-policy bench-auth
+# The SCP client downloading a 1 GiB payload through a gateway vs curl through the same gateway:
+# both throughputs, the ratio (want >= 0.8) and the client's peak RSS (want < 64 MiB). Needs
+# root (port 443 on loopback), curl and about 2 GiB of space in $$TMPDIR; each run takes ~30 s.
+BENCHCOUNT ?= 3
+bench-client: deps
+	$(GO) test -run '^$$' -bench 'BenchmarkSCPClientDownload1GiB' -benchtime 1x -count $(BENCHCOUNT) -timeout 30m ./integration/
+
+bench: bench-policy bench-auth bench-client
 
 # Compare benchmarks of BASE (a git ref) and the working tree with benchstat, COUNT runs each.
 BENCHSTAT  := $(GO) run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da

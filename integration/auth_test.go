@@ -58,7 +58,7 @@ groups:
 
 // setUser writes user's bcrypt hash into the htpasswd file at path (MinCost: the tests check
 // behaviour, not bcrypt's cost).
-func setUser(t *testing.T, path, user, password string) {
+func setUser(t testing.TB, path, user, password string) {
 	t.Helper()
 	hash, err := proxyauth.HashPassword(password, bcrypt.MinCost)
 	if err != nil {

@@ -36,7 +36,7 @@ import (
 // 443 of their own loopback addresses, and gateways in front of them. Nothing in it leaves
 // 127.0.0.0/8.
 type world struct {
-	t      *testing.T
+	t      testing.TB
 	dir    string
 	ca     *testca.CA
 	caFile string
@@ -44,7 +44,7 @@ type world struct {
 	log    *slog.Logger
 }
 
-func newWorld(t *testing.T) *world {
+func newWorld(t testing.TB) *world {
 	t.Helper()
 	ca, err := testca.New("scpgate test Microsoft root")
 	if err != nil {
@@ -66,7 +66,7 @@ func newWorld(t *testing.T) *world {
 }
 
 // testWriter sends logs to t.Log so they show only for failing tests.
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Helper()
@@ -76,7 +76,7 @@ func (w testWriter) Write(p []byte) (int, error) {
 
 // listenLoopback443 binds port 443 on a random 127.x.y.z so parallel packages never collide.
 // It needs root (or an unprivileged user+network namespace: `unshare -rn`).
-func listenLoopback443(t *testing.T) net.Listener {
+func listenLoopback443(t testing.TB) net.Listener {
 	t.Helper()
 	var lastErr error
 	for range 20 {

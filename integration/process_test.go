@@ -26,7 +26,7 @@ func buildScpgate(t *testing.T) string {
 }
 
 // buildCommand builds cmd/<name> from the module root into a temporary directory.
-func buildCommand(t *testing.T, name string) string {
+func buildCommand(t testing.TB, name string) string {
 	t.Helper()
 	goBin, err := exec.LookPath("go") // go test puts GOROOT/bin first in PATH
 	if err != nil {
