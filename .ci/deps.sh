@@ -11,6 +11,9 @@ command -v yamllint >/dev/null 2>&1 || need+=(yamllint)
 command -v node >/dev/null 2>&1 || need+=(nodejs)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 command -v logrotate >/dev/null 2>&1 || need+=(logrotate)
+# The SCP client's offline tests run it in an empty network namespace (unshare -n, ip).
+command -v unshare >/dev/null 2>&1 || need+=(util-linux)
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "deps: missing ${need[*]}; install them (apt-get install ${need[*]}) or run as root" >&2

@@ -185,3 +185,14 @@ func TestPlaceVerifies(t *testing.T) {
 		t.Fatalf("left behind: %v", ents)
 	}
 }
+
+func FuzzRangeStart(f *testing.F) {
+	f.Add("bytes 1000-1999/2000")
+	f.Add("bytes */2000")
+	f.Fuzz(func(t *testing.T, cr string) {
+		n, ok := rangeStart(cr)
+		if ok && (n < 0 || !strings.HasPrefix(cr, "bytes ")) {
+			t.Fatalf("rangeStart(%q) = %d, true", cr, n)
+		}
+	})
+}
