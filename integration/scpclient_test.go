@@ -3,6 +3,8 @@ package integration
 import (
 	"bufio"
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -446,6 +448,32 @@ groups:
 			if rec := st.Downloader.Updates[strings.ToLower(u.GUID)]; rec == nil || rec.State != state.DownloadFailed || !strings.Contains(rec.Detail, "X-Scpgate-Reason") {
 				t.Fatalf("update %s: %+v, want 327679 with the reason", u.GUID, rec)
 			}
+		}
+	})
+	t.Run("manifest signed with another key", func(t *testing.T) {
+		pub, _, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pemKey, _ := manifest.MarshalPublicKey(pub)
+		keyFile := filepath.Join(t.TempDir(), "other-key.pem")
+		if err := os.WriteFile(keyFile, pemKey, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		dataDir := filepath.Join(t.TempDir(), "data")
+		cfg := s.writeConfig(clientConf{proxyURL: "http://" + s.gw.addr, user: "alice", dataDir: dataDir})
+		text, _ := os.ReadFile(cfg)
+		text = []byte(strings.Replace(string(text), "manifest_key_file: "+s.sw.PublicKeyFile, "manifest_key_file: "+keyFile, 1))
+		if err := os.WriteFile(cfg, text, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		r := s.scpclient("check", "-config", cfg, "-attempts", "1", "-no-upload")
+		if r.exit != 1 || !strings.Contains(r.stderr, "signature does not verify") || !strings.Contains(r.stderr, manifest.KeyIDOf(pub)) ||
+			!strings.Contains(r.stderr, s.sw.Cloud.KeyID()) {
+			t.Fatalf("exit %d stderr:\n%s", r.exit, r.stderr)
+		}
+		if ents, _ := os.ReadDir(filepath.Join(dataDir, "EasySetupPayload")); len(ents) != 0 {
+			t.Fatalf("an unverified manifest left files: %v", ents)
 		}
 	})
 	t.Run("untrusted CA", func(t *testing.T) {

@@ -100,7 +100,7 @@ func cmdTool(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if err := os.MkdirAll(*packDest, 0o755); err != nil {
 			return toolFail(stderr, err)
 		}
-		lg, err := cmtrace.Open(filepath.Join(*packDest, sctool.LogFileName), sctool.Component, cmtrace.Truncate())
+		lg, err := toolLog(*packDest)
 		if err != nil {
 			return toolFail(stderr, err)
 		}
@@ -131,7 +131,7 @@ func cmdTool(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if *usageDest == "" {
 			return toolFail(stderr, errors.New("-prepare needs -usagedatadest FILE"))
 		}
-		lg, err := cmtrace.Open(filepath.Join(filepath.Dir(*usageDest), sctool.LogFileName), sctool.Component, cmtrace.Truncate())
+		lg, err := toolLog(filepath.Dir(*usageDest))
 		if err != nil {
 			return toolFail(stderr, err)
 		}
@@ -146,7 +146,7 @@ func cmdTool(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if *dest == "" {
 			return toolFail(stderr, errors.New("-export needs -dest FILE.csv"))
 		}
-		lg, err := cmtrace.Open(filepath.Join(filepath.Dir(*dest), sctool.LogFileName), sctool.Component, cmtrace.Truncate())
+		lg, err := toolLog(filepath.Dir(*dest))
 		if err != nil {
 			return toolFail(stderr, err)
 		}
@@ -165,7 +165,7 @@ func cmdTool(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return toolFail(stderr, fmt.Errorf("%w (stop `scpclient run` for the import)", err))
 		}
 		defer lock.Release()
-		lg, err := cmtrace.Open(filepath.Join(cfg.LogDir, sctool.LogFileName), sctool.Component, cmtrace.Truncate())
+		lg, err := toolLog(cfg.LogDir)
 		if err != nil {
 			return toolFail(stderr, err)
 		}
@@ -189,6 +189,11 @@ func cmdTool(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		printUpdates(stdout, st.Snapshot())
 	}
 	return exitOK
+}
+
+// toolLog opens ServiceConnectionTool.log in dir, overwriting the previous run's.
+func toolLog(dir string) (*cmtrace.Log, error) {
+	return cmtrace.Open(filepath.Join(dir, sctool.LogFileName), sctool.Component, cmtrace.Truncate())
 }
 
 func toolFail(stderr io.Writer, err error) int {

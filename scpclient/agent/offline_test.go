@@ -24,7 +24,8 @@ func TestOfflineNeverDials(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(base) })
-	cfg, err := config.Parse([]byte(`site_code: XYZ
+	cfgFile := filepath.Join(base, "scpclient.yaml")
+	if err := os.WriteFile(cfgFile, []byte(`site_code: XYZ
 site_role: standalone-primary
 hierarchy_id: 6f2c2f5b-1d2e-4b51-9c3a-7d1e2f3a4b5c
 installed_version: 5.00.9135.1000
@@ -32,7 +33,10 @@ mode: offline
 proxy:
   url: http://127.0.0.1:9
 data_dir: data
-`), base)
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(cfgFile)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,29 +65,52 @@ data_dir: data
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- r.Run(ctx) }()
-	waitFor := func(want string) {
+	var seen []string
+	// waitFor waits until n lines seen so far contain want (components log in any order).
+	waitFor := func(n int, want string) {
 		t.Helper()
 		timeout := time.After(time.Minute)
 		for {
+			count := 0
+			for _, l := range seen {
+				if strings.Contains(l, want) {
+					count++
+				}
+			}
+			if count >= n {
+				return
+			}
 			select {
 			case l := <-lines:
-				if strings.Contains(l, want) {
-					return
-				}
+				seen = append(seen, l)
 			case <-timeout:
-				t.Fatalf("no line with %q", want)
+				t.Fatalf("no %d lines with %q in:\n%s", n, want, strings.Join(seen, "\n"))
 			}
 		}
 	}
-	waitFor("SMS_DMP_DOWNLOADER started; mode in force: offline")
-	waitFor("SMS_DMP_UPLOADER: The service connection point is in offline mode")
+	waitFor(1, "SMS_DMP_DOWNLOADER started; mode in force: offline")
+	waitFor(1, "SMS_DMP_UPLOADER: The service connection point is in offline mode")
 	for _, c := range []string{"SMS_DMP_DOWNLOADER", "SMS_DMP_UPLOADER"} {
 		if err := r.Trigger(c); err != nil {
 			t.Fatal(err)
 		}
 	}
-	waitFor("Check for Updates is not available in offline mode")
-	waitFor("SMS_DMP_UPLOADER: The service connection point is in offline mode")
+	waitFor(1, "Check for Updates is not available in offline mode")
+	waitFor(2, "SMS_DMP_UPLOADER: The service connection point is in offline mode")
+	// A restart of one component leaves the other alone.
+	if err := r.Restart("SMS_DMP_DOWNLOADER"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(2, "SMS_DMP_DOWNLOADER started; mode in force: offline")
+	for _, c := range r.Status().Components {
+		want := map[string]int{"SMS_DMP_DOWNLOADER": 1, "SMS_DMP_UPLOADER": 0}[c.Name]
+		if c.State != StateRunning || c.Restarts != want {
+			t.Fatalf("component %+v, want running with %d restarts", c, want)
+		}
+	}
+	if err := r.Restart("SMS_NOPE"); err == nil {
+		t.Fatal("restart of an unknown component succeeded")
+	}
 	// The client an offline site builds cannot dial either.
 	c, err := site.Client(cfg)
 	if err != nil {

@@ -43,9 +43,6 @@ const (
 	msgManifestDownloaded
 )
 
-// maxRedirects bounds the fwlink → service → manifest chain.
-const maxRedirects = 5
-
 // Options configure a Downloader.
 type Options struct {
 	Client           fetch.Doer
@@ -150,7 +147,7 @@ func (d *Downloader) cycle(ctx context.Context) (Result, error) {
 		return res, d.fail("Failed to get the manifest location from the connected service", err)
 	}
 	lg.Info("Redirected to URL " + manifestURL)
-	body, err := d.get(ctx, manifestURL, manifest.MaxSize)
+	body, _, err := fetch.Get(ctx, d.o.Client, manifestURL, manifest.MaxSize, func(u string) { lg.Info("Redirected to URL " + u) })
 	if err != nil {
 		return res, d.fail("Failed to download the manifest", err)
 	}
@@ -298,41 +295,4 @@ func (d *Downloader) redirect(ctx context.Context, u string) (string, error) {
 		return "", fmt.Errorf("GET %s: redirect to %s, which is not https", u, loc)
 	}
 	return loc.String(), nil
-}
-
-// get GETs u (following at most maxRedirects redirects) and returns at most limit bytes.
-func (d *Downloader) get(ctx context.Context, u string, limit int64) ([]byte, error) {
-	for range maxRedirects {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-		if err != nil {
-			return nil, err
-		}
-		res, err := d.o.Client.Do(req)
-		if err != nil {
-			return nil, err
-		}
-		if res.StatusCode >= 300 && res.StatusCode <= 399 {
-			loc, lerr := res.Location()
-			res.Body.Close()
-			if lerr != nil || loc.Scheme != "https" {
-				return nil, fmt.Errorf("GET %s: bad redirect", u)
-			}
-			u = loc.String()
-			d.o.Log.Info("Redirected to URL " + u)
-			continue
-		}
-		defer res.Body.Close()
-		if res.StatusCode != http.StatusOK {
-			return nil, fmt.Errorf("GET %s: %s", u, res.Status)
-		}
-		b, err := io.ReadAll(io.LimitReader(res.Body, limit+1))
-		if err != nil {
-			return nil, fmt.Errorf("GET %s: %w", u, err)
-		}
-		if int64(len(b)) > limit {
-			return nil, fmt.Errorf("GET %s: larger than %d bytes", u, limit)
-		}
-		return b, nil
-	}
-	return nil, fmt.Errorf("GET %s: more than %d redirects", u, maxRedirects)
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -198,7 +197,7 @@ func connectOne(ctx context.Context, o ConnectOptions, p *usage.Package) (*Pack,
 	q.Set("Version", v.String())
 	u.RawQuery = q.Encode()
 	lg.Info("Easysetup fwlink to download the manifest: " + u.String())
-	body, final, err := getFollow(ctx, o.Client, u.String())
+	body, final, err := fetch.Get(ctx, o.Client, u.String(), manifest.MaxSize, nil)
 	if err != nil {
 		lg.Errorf("DownloadManifestCab exception: %v", err)
 		return nil, err
@@ -242,43 +241,6 @@ func connectOne(ctx context.Context, o ConnectOptions, p *usage.Package) (*Pack,
 	}
 	lg.Infof("Update pack for hierarchy %s… (site version %s, %d updates) is ready in %s", p.HierarchyIDHash[:16], v, len(pack.Updates), dir)
 	return pack, nil
-}
-
-// getFollow GETs u following https redirects (at most 5) and returns the body (at most
-// manifest.MaxSize) and the final URL.
-func getFollow(ctx context.Context, c fetch.Doer, u string) ([]byte, string, error) {
-	for range 5 {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-		if err != nil {
-			return nil, "", err
-		}
-		res, err := c.Do(req)
-		if err != nil {
-			return nil, "", err
-		}
-		if res.StatusCode >= 300 && res.StatusCode <= 399 {
-			loc, lerr := res.Location()
-			res.Body.Close()
-			if lerr != nil || loc.Scheme != "https" {
-				return nil, "", fmt.Errorf("GET %s: %s with a bad Location", u, res.Status)
-			}
-			u = loc.String()
-			continue
-		}
-		body, err := io.ReadAll(io.LimitReader(res.Body, manifest.MaxSize+1))
-		res.Body.Close()
-		if err != nil {
-			return nil, "", err
-		}
-		if res.StatusCode != http.StatusOK {
-			return nil, "", fmt.Errorf("GET %s: %s", u, res.Status)
-		}
-		if len(body) > manifest.MaxSize {
-			return nil, "", fmt.Errorf("GET %s: larger than %d bytes", u, manifest.MaxSize)
-		}
-		return body, u, nil
-	}
-	return nil, "", fmt.Errorf("GET %s: too many redirects", u)
 }
 
 // Import places the verified payloads of this hierarchy's pack from src (a folder of packs, or
