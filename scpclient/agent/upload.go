@@ -13,7 +13,7 @@ import (
 // dial anyway).
 func (s *Site) Uploader(cfg *config.Config, lg *cmtrace.Log) (*uploader.Uploader, error) {
 	o := uploader.Options{Config: cfg, Store: s.Store, Log: lg, Now: s.opts.Now,
-		Mode: func() string { return s.Mode(cfg) }}
+		Mode: func() string { return s.Mode(cfg) }, Progress: s.opts.Progress}
 	c, err := s.Client(cfg)
 	if err != nil {
 		return nil, err

@@ -115,7 +115,7 @@ func Connect(ctx context.Context, o ConnectOptions) ([]*Pack, error) {
 			return nil, fmt.Errorf("%s: %w", f, err)
 		}
 		lg.Infof("Uploading usage data %s (hierarchy %s…, site version %s)", f, p.HierarchyIDHash[:16], p.SiteVersion)
-		r, err := uploader.Upload(ctx, o.Client, o.UsageURL, p.ID, data)
+		r, err := uploader.Upload(ctx, o.Client, o.UsageURL, p.ID, data, o.Progress)
 		if err != nil {
 			lg.Errorf("Failed to upload usage data %s: %v", f, err)
 			return nil, fmt.Errorf("upload %s: %w", f, err)

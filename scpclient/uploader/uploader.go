@@ -91,6 +91,8 @@ type Options struct {
 	Now    func() time.Time
 	// Mode is the mode in force (set by the downloader's last start); nil means Config.Mode.
 	Mode func() string
+	// Progress, if set, shows each upload's bytes (a terminal progress bar).
+	Progress func(name string, total, already int64) io.WriteCloser
 }
 
 // Uploader runs upload cycles.
@@ -202,7 +204,7 @@ func (u *Uploader) uploadFile(ctx context.Context, path string) error {
 		return nil
 	}
 	u.o.Log.Infof("Uploading usage data package %s (%d bytes) to %s", p.ID, len(data), u.o.URL)
-	r, err := Upload(ctx, u.o.Client, u.o.URL, p.ID, data)
+	r, err := Upload(ctx, u.o.Client, u.o.URL, p.ID, data, u.o.Progress)
 	if err != nil {
 		u.o.Log.Errorf("Status message %d (DMP_UPLOADER_UPLOAD_FAILED): failed to upload usage data package %s: %v. It stays in the spool and is retried in the next cycle.",
 			StatusUploadFailed, p.ID, err)
@@ -231,14 +233,21 @@ type Receipt struct {
 }
 
 // Upload POSTs one package with its idempotency key and checks the acknowledgement: only a 2xx
-// receipt for this key and these bytes counts.
-func Upload(ctx context.Context, c fetch.Doer, url, key string, data []byte) (Receipt, error) {
+// receipt for this key and these bytes counts. progress may be nil.
+func Upload(ctx context.Context, c fetch.Doer, url, key string, data []byte, progress func(string, int64, int64) io.WriteCloser) (Receipt, error) {
 	sum := sha256.Sum256(data)
 	want := hex.EncodeToString(sum[:])
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(data))
+	var body io.Reader = bytes.NewReader(data)
+	if progress != nil {
+		pw := progress("usage data "+key, int64(len(data)), 0)
+		defer pw.Close()
+		body = io.TeeReader(body, pw)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, body)
 	if err != nil {
 		return Receipt{}, err
 	}
+	req.ContentLength = int64(len(data))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Idempotency-Key", key)
 	req.Header.Set("Content-SHA256", want)
@@ -247,12 +256,12 @@ func Upload(ctx context.Context, c fetch.Doer, url, key string, data []byte) (Re
 		return Receipt{}, err
 	}
 	defer res.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(res.Body, 64<<10))
+	answer, _ := io.ReadAll(io.LimitReader(res.Body, 64<<10))
 	if res.StatusCode < 200 || res.StatusCode > 299 {
-		return Receipt{}, fmt.Errorf("POST %s: %s: %s", url, res.Status, strings.TrimSpace(string(body)))
+		return Receipt{}, fmt.Errorf("POST %s: %s: %s", url, res.Status, strings.TrimSpace(string(answer)))
 	}
 	var r Receipt
-	if err := json.Unmarshal(body, &r); err != nil {
+	if err := json.Unmarshal(answer, &r); err != nil {
 		return Receipt{}, fmt.Errorf("POST %s: %s with an unreadable receipt: %v", url, res.Status, err)
 	}
 	if r.IdempotencyKey != key || r.SHA256 != want {

@@ -1,0 +1,47 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestBadInputExitCodes(t *testing.T) {
+	dir := t.TempDir()
+	secondary := filepath.Join(dir, "secondary.yaml")
+	if err := os.WriteFile(secondary, []byte(`site_code: XYZ
+site_role: secondary
+hierarchy_id: 6f2c2f5b-1d2e-4b51-9c3a-7d1e2f3a4b5c
+installed_version: 5.00.9135.1000
+mode: offline
+data_dir: data
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		args []string
+		code int
+		want string
+	}{
+		{nil, exitUsage, "usage: scpclient"},
+		{[]string{"frobnicate"}, exitUsage, `unknown command "frobnicate"`},
+		{[]string{"check", "-config", filepath.Join(dir, "missing.yaml")}, exitUsage, "missing.yaml"},
+		{[]string{"check", "-config", secondary}, exitUsage, "top-tier site"},
+		{[]string{"check", "-attempts", "0", "-config", secondary}, exitUsage, "-attempts 0"},
+		{[]string{"status", "-config", secondary}, exitUsage, "secondary.yaml"},
+		{[]string{"restart-component", "-config", secondary}, exitUsage, "secondary.yaml"},
+		{[]string{"tool", "-prepare", "-import"}, exitFail, "exactly one of -prepare, -connect, -import, -export"},
+		{[]string{"tool", "-connect", "-usagedatasrc", dir}, exitFail, "-connect needs -usagedatasrc and -updatepackdest"},
+		{[]string{"tool", "-connect", "-usagedatasrc", dir, "-updatepackdest", dir, "-manifestkeyfile", "k", "-downloadall", "-downloadhotfix"}, exitFail, "exclude each other"},
+		{[]string{"tool", "-connect", "-usagedatasrc", dir, "-updatepackdest", dir, "-manifestkeyfile", "k", "-proxyusername", "scp"}, exitFail, "-proxyusername needs -proxyserveruri"},
+	}
+	for _, tt := range tests {
+		var out, errb strings.Builder
+		code := run(context.Background(), tt.args, &out, &errb)
+		if code != tt.code || !strings.Contains(errb.String()+out.String(), tt.want) {
+			t.Errorf("scpclient %q: exit %d, want %d; output %q, want it to contain %q", tt.args, code, tt.code, errb.String()+out.String(), tt.want)
+		}
+	}
+}
