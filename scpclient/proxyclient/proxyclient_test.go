@@ -112,3 +112,21 @@ func TestNoProxyFromEnvironment(t *testing.T) {
 		t.Fatalf("dialed %s, want the origin (HTTPS_PROXY must be ignored)", got)
 	}
 }
+
+// An https:// proxy whose certificate is not trusted: the error names the proxy, not the
+// endpoint, and the setting that must hold its CA.
+func TestUntrustedProxyCertificateNamesProxy(t *testing.T) {
+	proxy := httptest.NewTLSServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	t.Cleanup(proxy.Close)
+	c, err := New(Options{ProxyURL: "https://" + proxy.Listener.Addr().String()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodGet, "https://go.microsoft.com/", nil)
+	_, err = c.Do(req)
+	var ce *CertError
+	if !errors.As(err, &ce) || !ce.Proxy || !strings.Contains(err.Error(), "the proxy "+proxy.Listener.Addr().String()) ||
+		!strings.Contains(err.Error(), "proxy.ca_file") {
+		t.Fatalf("error %v, want a CertError naming the proxy", err)
+	}
+}
