@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/scpgate/scpgate/scpclient/cmtrace"
 	"github.com/scpgate/scpgate/scpclient/config"
 	"github.com/scpgate/scpgate/scpclient/sctool"
@@ -139,7 +141,11 @@ data_dir: data
 	if err := sctool.Export(cfg, filepath.Join(base, "usb", "UsageData.csv"), lg); err != nil {
 		t.Fatal(err)
 	}
+	// Nothing the site started outlives it (the log reader ends once the pipe is closed).
 	_ = pw.Close()
+	for range lines {
+	}
+	goleak.VerifyNone(t)
 }
 
 func newGet(u string) (*http.Request, error) { return http.NewRequest(http.MethodGet, u, nil) }
