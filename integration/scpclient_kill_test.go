@@ -34,7 +34,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 func (s *scpEnv) startCheck(args ...string) (*exec.Cmd, chan error) {
 	s.t.Helper()
 	cmd := exec.Command(s.bin, append([]string{"check"}, args...)...)
-	cmd.Env = append(os.Environ(), "HTTPS_PROXY=", "https_proxy=", "SCPCLIENT_PROXY_PASSWORD=")
+	cmd.Env = clientEnv()
 	if err := cmd.Start(); err != nil {
 		s.t.Fatal(err)
 	}

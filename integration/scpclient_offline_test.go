@@ -1,11 +1,14 @@
 package integration
 
 import (
+	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/scpgate/scpgate/manifest"
 	"github.com/scpgate/scpgate/scpclient/state"
@@ -32,17 +35,21 @@ func inEmptyNetns(t *testing.T) []string {
 	return []string{"unshare", "-n"}
 }
 
-// runIn runs the scpclient binary with args, prefixed (for example by unshare -n).
+// runIn runs the scpclient binary with args to completion (bounded by two minutes), prefixed
+// (for example by unshare -n), with extra environment variables.
 func (s *scpEnv) runIn(prefix []string, env []string, args ...string) runResult {
 	s.t.Helper()
 	full := append(append(append([]string(nil), prefix...), s.bin), args...)
-	cmd := exec.Command(full[0], full[1:]...)
-	cmd.Env = append(append(os.Environ(), "HTTPS_PROXY=", "https_proxy=", "SCPCLIENT_PROXY_PASSWORD="), env...)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, full[0], full[1:]...)
+	cmd.Env = clientEnv(env...)
 	var out, errb strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
 	r := runResult{stdout: out.String(), stderr: errb.String()}
-	if ee, ok := err.(*exec.ExitError); ok {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
 		r.exit = ee.ExitCode()
 	} else if err != nil {
 		s.t.Fatalf("%v: %v", full, err)

@@ -37,7 +37,7 @@ func (s *scpEnv) startRunIn(prefix []string, args ...string) *clientProc {
 	s.t.Helper()
 	full := append(append(append([]string(nil), prefix...), s.bin, "run"), args...)
 	cmd := exec.Command(full[0], full[1:]...)
-	cmd.Env = append(os.Environ(), "HTTPS_PROXY=", "https_proxy=", "SCPCLIENT_PROXY_PASSWORD=")
+	cmd.Env = clientEnv()
 	p := &clientProc{t: s.t, cmd: cmd, stderr: &lockedBuffer{}, more: make(chan struct{}), exited: make(chan struct{})}
 	cmd.Stderr = p.stderr
 	out, err := cmd.StdoutPipe()

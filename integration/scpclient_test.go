@@ -2,7 +2,6 @@ package integration
 
 import (
 	"bufio"
-	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
@@ -10,11 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/scpgate/scpgate/gateway/server"
 	"github.com/scpgate/scpgate/manifest"
@@ -123,24 +120,16 @@ type runResult struct {
 	stdout, stderr string
 }
 
-// scpclient runs the binary to completion (bounded by two minutes).
+// scpclient runs the binary to completion.
 func (s *scpEnv) scpclient(args ...string) runResult {
 	s.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, s.bin, args...)
-	cmd.Env = append(os.Environ(), "HTTPS_PROXY=", "https_proxy=", "SCPCLIENT_PROXY_PASSWORD=")
-	var out, errb strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	r := runResult{stdout: out.String(), stderr: errb.String()}
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		r.exit = ee.ExitCode()
-	} else if err != nil {
-		s.t.Fatalf("scpclient %v: %v", args, err)
-	}
-	return r
+	return s.runIn(nil, nil, args...)
+}
+
+// clientEnv is the environment of every scpclient the tests start: no proxy settings from the
+// test's own environment, plus extra.
+func clientEnv(extra ...string) []string {
+	return append(append(os.Environ(), "HTTPS_PROXY=", "https_proxy=", "SCPCLIENT_PROXY_PASSWORD="), extra...)
 }
 
 // applicable is what the client must download: the cloud's updates for the installed version,
