@@ -131,3 +131,20 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// The documented example uses every key correctly; only its files (under /etc) are missing here.
+func TestExampleFile(t *testing.T) {
+	data, err := os.ReadFile("../../examples/scpclient.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Parse(data, t.TempDir())
+	if err == nil {
+		return
+	}
+	for _, line := range strings.Split(err.Error(), "\n") {
+		if !strings.Contains(line, "no such file or directory") {
+			t.Errorf("examples/scpclient.yaml: %s", line)
+		}
+	}
+}
