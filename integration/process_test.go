@@ -25,8 +25,9 @@ func buildScpgate(t *testing.T) string {
 	return buildCommand(t, "scpgate")
 }
 
-// buildCommand builds cmd/<name> from the module root into a temporary directory.
-func buildCommand(t testing.TB, name string) string {
+// buildCommand builds cmd/<name> from the module root into a temporary directory, with extra
+// go build flags.
+func buildCommand(t testing.TB, name string, flags ...string) string {
 	t.Helper()
 	goBin, err := exec.LookPath("go") // go test puts GOROOT/bin first in PATH
 	if err != nil {
@@ -35,7 +36,8 @@ func buildCommand(t testing.TB, name string) string {
 	bin := filepath.Join(t.TempDir(), name)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, goBin, "build", "-o", bin, "./cmd/"+name)
+	args := append(append([]string{"build"}, flags...), "-o", bin, "./cmd/"+name)
+	cmd := exec.CommandContext(ctx, goBin, args...)
 	cmd.Dir = ".."
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build ./cmd/%s: %v\n%s", name, err, out)

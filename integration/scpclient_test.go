@@ -61,7 +61,13 @@ func newSCPEnv(t *testing.T) *scpEnv {
 	if err := os.WriteFile(pw, []byte("alice-pw\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return &scpEnv{simEnv: e, gw: gw, tlsGW: gw.addrs.TLS[0], pwFile: pw, bin: buildCommand(t, "scpclient")}
+	// Under `go test -race` the client is built with the race detector too, so its components'
+	// concurrency is checked while the tests drive it (a race makes it exit 66).
+	var flags []string
+	if raceEnabled {
+		flags = append(flags, "-race")
+	}
+	return &scpEnv{simEnv: e, gw: gw, tlsGW: gw.addrs.TLS[0], pwFile: pw, bin: buildCommand(t, "scpclient", flags...)}
 }
 
 // clientConf is what a test varies in the client's configuration.
