@@ -251,6 +251,10 @@ func TestSCPClientFullCycle(t *testing.T) {
 				t.Fatalf("check exit %d\nstdout:\n%s\nstderr:\n%s", r.exit, r.stdout, r.stderr)
 			}
 			s.checkPlaced(dataDir)
+			// Not a terminal: no progress bar, the plain log lines instead.
+			if !strings.Contains(r.stdout, "SMS_DMP_DOWNLOADER: Hasn't synced recently.") || !strings.Contains(r.stdout, "SMS_DMP_UPLOADER: Uploading usage data package") {
+				t.Errorf("check did not echo its log lines:\n%s", r.stdout)
+			}
 			st := readState(t, dataDir)
 			apps := map[string]bool{}
 			for _, u := range s.applicable() {

@@ -23,6 +23,7 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	cfgPath := fs.String("config", defaultConfig(), "configuration file")
 	attempts := fs.Int("attempts", 3, "tries before giving up (waits retry_backoff, doubling, between them)")
 	noUpload := fs.Bool("no-upload", false, "do not upload usage data in this run")
+	quiet := fs.Bool("quiet", false, "do not echo the component log lines on stdout (they are echoed when stdout is not a terminal, where no progress bar is drawn)")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
@@ -36,7 +37,13 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if cfg.Mode == config.ModeOffline {
 		return fail(stderr, "check", exitFail, errOffline)
 	}
-	site, err := agent.Open(cfg, agent.Options{Progress: progress.ForTerminal(os.Stdout)})
+	// On a terminal transfers get a progress bar; elsewhere (a pipe, a log collector) the plain
+	// log lines show what happens.
+	opts := agent.Options{Progress: progress.ForTerminal(os.Stdout)}
+	if opts.Progress == nil && !*quiet {
+		opts.Mirror = os.Stdout
+	}
+	site, err := agent.Open(cfg, opts)
 	if err != nil {
 		return fail(stderr, "check", exitFail, err)
 	}

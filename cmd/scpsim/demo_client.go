@@ -55,7 +55,7 @@ data_dir: %s
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
 		return err
 	}
-	cmd := exec.CommandContext(ctx, bin, "check", "-config", cfgFile)
+	cmd := exec.CommandContext(ctx, bin, "check", "-quiet", "-config", cfgFile)
 	cmd.Env = append(os.Environ(), "HTTPS_PROXY=", "https_proxy=")
 	out, err := cmd.CombinedOutput()
 	logs := filepath.Join(dir, "data", "Logs")
