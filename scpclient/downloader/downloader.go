@@ -79,21 +79,23 @@ type Result struct {
 	Failed     map[string]error
 }
 
-// FwlinkURL is the fwlink with the SCP's query: site version, hierarchy id and ring.
+// FwlinkURL is the fwlink with the SCP's query appended after its own (LinkId first, as the
+// SCP sends it): site version, hierarchy id and ring.
 func (d *Downloader) FwlinkURL() string {
 	u, err := url.Parse(d.o.Fwlink)
 	if err != nil {
 		return d.o.Fwlink
 	}
-	q := u.Query()
-	q.Set("Version", d.o.InstalledVersion.String())
-	q.Set("HierarchyId", d.o.HierarchyID)
 	ring := d.o.Ring
 	if ring == "" {
 		ring = "General"
 	}
-	q.Set("Ring", ring)
-	u.RawQuery = q.Encode()
+	extra := "Version=" + url.QueryEscape(d.o.InstalledVersion.String()) +
+		"&HierarchyId=" + url.QueryEscape(d.o.HierarchyID) + "&Ring=" + url.QueryEscape(ring)
+	if u.RawQuery != "" {
+		extra = u.RawQuery + "&" + extra
+	}
+	u.RawQuery = extra
 	return u.String()
 }
 

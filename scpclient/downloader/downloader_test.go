@@ -2,6 +2,7 @@ package downloader
 
 import (
 	"net/url"
+	"strings"
 	"testing"
 
 	"github.com/scpgate/scpgate/manifest"
@@ -19,6 +20,9 @@ func TestFwlinkURLCarriesVersionHierarchyAndRing(t *testing.T) {
 		if u.Host != "go.microsoft.com" || q.Get("LinkId") != "2008245" || q.Get("Version") != "5.00.9135.1000" ||
 			q.Get("HierarchyId") != "6f2c2f5b-1d2e-4b51-9c3a-7d1e2f3a4b5c" || q.Get("Ring") != tt.want {
 			t.Fatalf("fwlink %s", u)
+		}
+		if !strings.HasPrefix(u.RawQuery, "LinkId=2008245&Version=") {
+			t.Fatalf("query %s: want the configured LinkId first, then the SCP's parameters", u.RawQuery)
 		}
 	}
 }
