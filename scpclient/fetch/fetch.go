@@ -112,6 +112,16 @@ func Payload(ctx context.Context, c Doer, u manifest.Update, dir string, o Optio
 		o.IdleTimeout = 2 * time.Minute
 	}
 
+	// A crash between the last fsync and the rename leaves a complete partial file: verify it
+	// and place it without downloading again.
+	if IsLocal(part, u.SHA256) {
+		if err := os.Rename(part, dest); err != nil {
+			return "", err
+		}
+		atomicfile.SyncDir(filepath.Dir(dest))
+		_ = os.Remove(metaPath)
+		return dest, nil
+	}
 	meta := partialMeta{URL: u.PayloadURL, Size: u.Size, SHA256: u.SHA256}
 	var offset int64
 	if st, err := os.Stat(part); err == nil {

@@ -196,3 +196,22 @@ func FuzzRangeStart(f *testing.F) {
 		}
 	})
 }
+
+// A complete download that was not yet renamed (a crash in between) is verified and placed
+// without another request.
+func TestCompletePartialIsPlacedWithoutRequest(t *testing.T) {
+	data := []byte(strings.Repeat("complete ", 500))
+	o := &origin{data: data}
+	srv := httptest.NewServer(o)
+	defer srv.Close()
+	dir := t.TempDir()
+	u := update(srv.URL, data)
+	partialFile(t, dir, u, data, len(data), etagOf(data))
+	path, err := Payload(context.Background(), srv.Client(), u, dir, Options{})
+	if err != nil || !IsLocal(path, u.SHA256) {
+		t.Fatalf("Payload: %q %v", path, err)
+	}
+	if ranges, _ := o.seen(); len(ranges) != 0 {
+		t.Fatalf("%d requests, want none", len(ranges))
+	}
+}
