@@ -21,6 +21,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/scpgate/scpgate/internal/atomicfile"
 )
 
 // File names in the data folder.
@@ -95,7 +97,7 @@ func Listen(dataDir string, h Handler, log *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	token := hex.EncodeToString(b)
-	if err := os.WriteFile(filepath.Join(dataDir, TokenName), []byte(token+"\n"), 0o600); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(dataDir, TokenName), []byte(token+"\n"), 0o600); err != nil {
 		return nil, fmt.Errorf("control token: %w", err)
 	}
 	// The caller holds the site lock, so a socket file left here belongs to a dead process.
