@@ -1,13 +1,12 @@
 // Package config is the SCP client's configuration file: one strict YAML document (unknown keys
-// are errors) with the rules a Configuration Manager service connection point must obey, each
-// refusal naming the rule. See examples/scpclient.yaml for every key.
+// are errors, every problem at file:line:col through internal/yamlpos, as for the gateway's
+// files) with the rules a Configuration Manager service connection point must obey, each refusal
+// naming the rule. See examples/scpclient.yaml for every key.
 package config
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -15,8 +14,7 @@ import (
 	"strings"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
+	"github.com/scpgate/scpgate/internal/yamlpos"
 	"github.com/scpgate/scpgate/manifest"
 )
 
@@ -110,7 +108,9 @@ var (
 	guidRE     = regexp.MustCompile(`^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$`)
 )
 
-// Load reads and validates the file at path.
+// Load reads and validates the file at path. Every problem is reported at path:line:col (a
+// yamlpos.List): syntax where it is, unknown keys with the likely meant one, and each rule at the
+// value that breaks it.
 func Load(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -120,35 +120,62 @@ func Load(path string) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	c, err := Parse(data, filepath.Dir(abs))
+	c, err := parse(path, data, filepath.Dir(abs))
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, err
 	}
 	c.path = abs
 	return c, nil
 }
 
 // Parse parses a configuration whose relative paths are relative to dir, applies the defaults
-// and validates it.
+// and validates it. Errors are a yamlpos.List without a file name.
 func Parse(data []byte, dir string) (*Config, error) {
+	return parse("", data, dir)
+}
+
+func parse(file string, data []byte, dir string) (*Config, error) {
 	var c Config
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&c); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, errors.New("empty configuration: site_code, site_role, hierarchy_id, installed_version and data_dir are required")
-		}
+	pos, err := yamlpos.Decode(file, data, &c)
+	if err != nil {
 		return nil, err
-	}
-	var extra yaml.Node
-	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
-		return nil, errors.New("more than one YAML document; want exactly one")
 	}
 	c.defaults(dir)
 	if err := c.Validate(); err != nil {
-		return nil, err
+		return nil, locate(pos, err)
 	}
 	return &c, nil
+}
+
+// keyError is a broken rule at one key ("site_role", "proxy.url").
+type keyError struct{ key, msg string }
+
+func (e *keyError) Error() string { return e.key + ": " + e.msg }
+
+// locate places each problem of Validate at its key in the file.
+func locate(pos *yamlpos.Positions, err error) yamlpos.List {
+	var out yamlpos.List
+	for _, e := range leaves(err) {
+		var ke *keyError
+		if errors.As(e, &ke) {
+			out = append(out, pos.Errorf(ke.key, "%s", ke.msg))
+		} else {
+			out = append(out, pos.Errorf("", "%s", e.Error()))
+		}
+	}
+	out.Sort()
+	return out
+}
+
+func leaves(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []error
+		for _, e := range j.Unwrap() {
+			out = append(out, leaves(e)...)
+		}
+		return out
+	}
+	return []error{err}
 }
 
 func (c *Config) defaults(dir string) {
@@ -198,57 +225,57 @@ func (c *Config) defaults(dir string) {
 // Validate reports every problem at once, each with the key it concerns.
 func (c *Config) Validate() error {
 	var errs []error
-	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	bad := func(key, format string, a ...any) { errs = append(errs, &keyError{key, fmt.Sprintf(format, a...)}) }
 	if !siteCodeRE.MatchString(c.SiteCode) {
-		bad("site_code %q: want three letters or digits (for example XYZ)", c.SiteCode)
+		bad("site_code", "%q: want three letters or digits (for example XYZ)", c.SiteCode)
 	}
 	switch c.SiteRole {
 	case RoleCAS, RoleStandalonePrimary:
 	case "":
-		bad("site_role: required (%s or %s)", RoleCAS, RoleStandalonePrimary)
+		bad("site_role", "required (%s or %s)", RoleCAS, RoleStandalonePrimary)
 	default:
-		bad("site_role %q: %s (site_role: %s or %s)", c.SiteRole, RuleTopTier, RoleCAS, RoleStandalonePrimary)
+		bad("site_role", "%q: %s (site_role: %s or %s)", c.SiteRole, RuleTopTier, RoleCAS, RoleStandalonePrimary)
 	}
 	if !guidRE.MatchString(c.HierarchyID) {
-		bad("hierarchy_id %q: want a GUID (8-4-4-4-12 hex digits)", c.HierarchyID)
+		bad("hierarchy_id", "%q: want a GUID (8-4-4-4-12 hex digits)", c.HierarchyID)
 	}
 	if _, err := manifest.ParseVersion(c.InstalledVersion); err != nil {
-		bad("installed_version %q: want a site version such as 5.00.9135.1000", c.InstalledVersion)
+		bad("installed_version", "%q: want a site version such as 5.00.9135.1000", c.InstalledVersion)
 	}
 	switch c.Mode {
 	case ModeOnline:
 	case ModeOffline:
 		if c.IntuneSubscription {
-			bad("mode offline with intune_subscription true: %s", RuleIntuneOnline)
+			bad("mode", "offline with intune_subscription true: %s", RuleIntuneOnline)
 		}
 	default:
-		bad("mode %q: want %s or %s", c.Mode, ModeOnline, ModeOffline)
+		bad("mode", "%q: want %s or %s", c.Mode, ModeOnline, ModeOffline)
 	}
 	switch c.UsageLevel {
 	case LevelBasic, LevelEnhanced, LevelFull:
 	default:
-		bad("usage_level %q: want %s, %s or %s (Microsoft requires at least basic)", c.UsageLevel, LevelBasic, LevelEnhanced, LevelFull)
+		bad("usage_level", "%q: want %s, %s or %s (Microsoft requires at least basic)", c.UsageLevel, LevelBasic, LevelEnhanced, LevelFull)
 	}
 	if u, err := url.Parse(c.Fwlink); err != nil || u.Scheme != "https" || u.Host == "" {
-		bad("fwlink %q: want an https URL", c.Fwlink)
+		bad("fwlink", "%q: want an https URL", c.Fwlink)
 	}
 	if strings.ContainsAny(c.Ring, "&;=# ") {
-		bad("ring %q: must not contain '&', ';', '=', '#' or spaces", c.Ring)
+		bad("ring", "%q: must not contain '&', ';', '=', '#' or spaces", c.Ring)
 	}
 	errs = append(errs, c.Proxy.validate()...)
 	if c.Mode == ModeOnline {
 		if c.TrustedCAFile != "" {
 			if _, err := os.Stat(c.TrustedCAFile); err != nil {
-				bad("trusted_ca_file: %v", err)
+				bad("trusted_ca_file", "%v", err)
 			}
 		}
 		if c.ManifestKeyFile == "" {
-			bad("manifest_key_file: required in online mode (the key the update manifest must be signed with)")
+			bad("manifest_key_file", "required in online mode (the key the update manifest must be signed with)")
 		}
 	}
 	if c.ManifestKeyFile != "" {
 		if _, err := os.Stat(c.ManifestKeyFile); err != nil {
-			bad("manifest_key_file: %v", err)
+			bad("manifest_key_file", "%v", err)
 		}
 	}
 	for _, d := range []struct {
@@ -257,11 +284,11 @@ func (c *Config) Validate() error {
 		min time.Duration
 	}{{"check_interval", c.CheckInterval, time.Second}, {"upload_interval", c.UploadInterval, time.Second}, {"retry_backoff", c.RetryBackoff, time.Millisecond}} {
 		if d.v < d.min {
-			bad("%s %s: must be at least %s", d.key, d.v, d.min)
+			bad(d.key, "%s: must be at least %s", d.v, d.min)
 		}
 	}
 	if c.DataDir == "" {
-		bad("data_dir: required (the folder for state, spool and locks)")
+		bad("data_dir", "required (the folder for state, spool and locks)")
 	}
 	if len(errs) == 0 {
 		return nil
@@ -271,21 +298,23 @@ func (c *Config) Validate() error {
 
 func (p Proxy) validate() []error {
 	var errs []error
+	bad := func(key, msg string) { errs = append(errs, &keyError{key, msg}) }
 	if p.URL == "" {
 		if p.User != "" {
-			errs = append(errs, errors.New("proxy.user is set but proxy.url is empty"))
+			bad("proxy.user", "set, but proxy.url is empty")
 		}
 		return errs
 	}
 	u, err := url.Parse(p.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Path != "" && u.Path != "/" {
-		return append(errs, fmt.Errorf("proxy.url %q: want http://HOST:PORT or https://HOST:PORT", p.URL))
+		bad("proxy.url", fmt.Sprintf("%q: want http://HOST:PORT or https://HOST:PORT", p.URL))
+		return errs
 	}
 	if u.User != nil {
-		errs = append(errs, errors.New("proxy.url: must not hold credentials; use proxy.user with proxy.password_file or proxy.password_env"))
+		bad("proxy.url", "must not hold credentials; use proxy.user with proxy.password_file or proxy.password_env")
 	}
 	if p.PasswordFile != "" && p.PasswordEnv != "" && p.PasswordEnv != DefaultPasswordEnv {
-		errs = append(errs, errors.New("proxy.password_file and proxy.password_env: set one, not both"))
+		bad("proxy.password_env", "set only one of proxy.password_file and proxy.password_env")
 	}
 	return errs
 }

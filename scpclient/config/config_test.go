@@ -34,7 +34,7 @@ func TestParse(t *testing.T) {
 		{"offline with intune", "mode: offline\nintune_subscription: true\n", RuleIntuneOnline},
 		{"offline", "mode: offline\n", ""},
 		{"intune online", "intune_subscription: true\n", ""},
-		{"unknown key", "moed: online\n", "field moed not found"},
+		{"unknown key", "moed: online\n", `unknown key "moed" (did you mean "mode"?)`},
 		{"bad level", "usage_level: none\n", "usage_level"},
 		{"full", "usage_level: full\n", ""},
 		{"bad version", "installed_version: 2503\n", "installed_version"},
@@ -42,9 +42,10 @@ func TestParse(t *testing.T) {
 		{"proxy socks", "proxy:\n  url: socks5://127.0.0.1:1080\n", "proxy.url"},
 		{"proxy https", "proxy:\n  url: https://127.0.0.1:3129\n  user: alice\n  password_file: pw\n", ""},
 		{"user without proxy", "proxy:\n  user: alice\n", "proxy.url is empty"},
+		{"located", "site_role: secondary\n", "site_role: \"secondary\": the service connection point"},
 		{"tiny interval", "check_interval: 1ms\n", "check_interval"},
 		{"bad ring", "ring: a&b\n", "ring"},
-		{"two documents", "---\nsite_code: ABC\n", "more than one YAML document"},
+		{"two documents", "---\nsite_code: ABC\n", "only one YAML document is allowed"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
