@@ -78,6 +78,8 @@ type clientConf struct {
 	hierarchy string
 	dataDir   string
 	level     string
+	caFile    string // "" : the world's CA
+	keyFile   string // "" : the world's manifest key
 	extra     string
 }
 
@@ -96,6 +98,12 @@ func (s *scpEnv) writeConfig(c clientConf) string {
 	if c.level == "" {
 		c.level = "enhanced"
 	}
+	if c.caFile == "" {
+		c.caFile = s.sw.CAFile
+	}
+	if c.keyFile == "" {
+		c.keyFile = s.sw.PublicKeyFile
+	}
 	text := fmt.Sprintf(`site_code: XYZ
 site_role: cas
 hierarchy_id: %s
@@ -106,7 +114,7 @@ trusted_ca_file: %s
 manifest_key_file: %s
 retry_backoff: 10ms
 data_dir: %s
-`, c.hierarchy, cloudsim.DefaultInstalledVersion, c.mode, c.level, s.sw.CAFile, s.sw.PublicKeyFile, c.dataDir)
+`, c.hierarchy, cloudsim.DefaultInstalledVersion, c.mode, c.level, c.caFile, c.keyFile, c.dataDir)
 	if c.proxyURL != "" {
 		text += "proxy:\n  url: " + c.proxyURL + "\n"
 		if c.user != "" {
@@ -460,12 +468,7 @@ groups:
 			t.Fatal(err)
 		}
 		dataDir := filepath.Join(t.TempDir(), "data")
-		cfg := s.writeConfig(clientConf{proxyURL: "http://" + s.gw.addr, user: "alice", dataDir: dataDir})
-		text, _ := os.ReadFile(cfg)
-		text = []byte(strings.Replace(string(text), "manifest_key_file: "+s.sw.PublicKeyFile, "manifest_key_file: "+keyFile, 1))
-		if err := os.WriteFile(cfg, text, 0o644); err != nil {
-			t.Fatal(err)
-		}
+		cfg := s.writeConfig(clientConf{proxyURL: "http://" + s.gw.addr, user: "alice", dataDir: dataDir, keyFile: keyFile})
 		r := s.scpclient("check", "-config", cfg, "-attempts", "1", "-no-upload")
 		if r.exit != 1 || !strings.Contains(r.stderr, "signature does not verify") || !strings.Contains(r.stderr, manifest.KeyIDOf(pub)) ||
 			!strings.Contains(r.stderr, s.sw.Cloud.KeyID()) {
@@ -485,12 +488,7 @@ groups:
 			t.Fatal(err)
 		}
 		dataDir := filepath.Join(t.TempDir(), "data")
-		cfg := s.writeConfig(clientConf{proxyURL: "http://" + s.gw.addr, user: "alice", dataDir: dataDir})
-		text, _ := os.ReadFile(cfg)
-		text = []byte(strings.Replace(string(text), "trusted_ca_file: "+s.sw.CAFile, "trusted_ca_file: "+caFile, 1))
-		if err := os.WriteFile(cfg, text, 0o644); err != nil {
-			t.Fatal(err)
-		}
+		cfg := s.writeConfig(clientConf{proxyURL: "http://" + s.gw.addr, user: "alice", dataDir: dataDir, caFile: caFile})
 		r := s.scpclient("check", "-config", cfg, "-attempts", "1", "-no-upload")
 		if r.exit != 1 || !strings.Contains(r.stderr, "trust relationship") || !strings.Contains(r.stderr, cloudsim.HostFwlink) {
 			t.Fatalf("exit %d stderr:\n%s", r.exit, r.stderr)
