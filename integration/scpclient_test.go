@@ -80,7 +80,6 @@ type clientConf struct {
 	level     string
 	caFile    string // "" : the world's CA
 	keyFile   string // "" : the world's manifest key
-	extra     string
 }
 
 // writeConfig writes an scpclient.yaml into its data folder's parent and returns its path.
@@ -121,7 +120,6 @@ data_dir: %s
 			text += "  user: " + c.user + "\n  password_file: " + s.pwFile + "\n"
 		}
 	}
-	text += c.extra
 	path := filepath.Join(filepath.Dir(c.dataDir), "scpclient.yaml")
 	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
 		s.t.Fatal(err)
