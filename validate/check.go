@@ -56,7 +56,7 @@ type Check struct {
 	Expect Expect `json:"expect"`
 	Probe  Probe  `json:"probe"`
 	// Kind names the derivation: endpoint, wildcard_sample, wildcard_apex, extra_label, sibling,
-	// other_port, ip_literal, plain_http, sni_mismatch, unlisted, private_address,
+	// other_port, other_path, ip_literal, plain_http, sni_mismatch, unlisted, private_address,
 	// metadata_address, private_name, no_credentials, wrong_credentials.
 	Kind    string      `json:"kind"`
 	Group   string      `json:"group"`   // the group the check belongs to ("" for the fixed set)

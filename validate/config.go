@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -46,6 +47,9 @@ type Config struct {
 	// Audit is where the gateway's records come from; nil: probes are judged by the
 	// gateway's answers alone.
 	Audit AuditSource
+	// AdminURL is the gateway's admin listener (http://host:port); when set, the run asks it
+	// which policy the gateway runs (/v1/policy) and reports whether it is the checked one.
+	AdminURL string
 	// AuditWait is how long to wait for the gateway's records to reach the audit source
 	// (the gateway syncs its file every second; default 5s).
 	AuditWait time.Duration
@@ -170,28 +174,37 @@ func ParseFileConfig(name string, data []byte) (*FileConfig, error) {
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("%s: only one YAML document is allowed", name)
 	}
-	for key, v := range map[string]string{"check_timeout": fc.CheckTimeout, "timeout": fc.Timeout, "audit_wait": fc.AuditWait} {
-		if v == "" {
+	if err := fc.Check(name); err != nil {
+		return nil, err
+	}
+	return &fc, nil
+}
+
+// Check applies the value rules of the file to fc (after flags changed it, for example);
+// name says where the values came from in errors.
+func (fc *FileConfig) Check(name string) error {
+	for _, kv := range [][2]string{{"check_timeout", fc.CheckTimeout}, {"timeout", fc.Timeout}, {"audit_wait", fc.AuditWait}} {
+		if kv[1] == "" {
 			continue
 		}
-		if d, err := time.ParseDuration(v); err != nil || d <= 0 {
-			return nil, fmt.Errorf("%s: %s: want a positive duration such as 30s, got %q", name, key, v)
+		if d, err := time.ParseDuration(kv[1]); err != nil || d <= 0 {
+			return fmt.Errorf("%s: %s: want a positive duration such as 30s, got %q", name, kv[0], kv[1])
 		}
 	}
 	if fc.Concurrency < 0 || fc.Concurrency > 256 {
-		return nil, fmt.Errorf("%s: concurrency: want 1 to 256, got %d", name, fc.Concurrency)
+		return fmt.Errorf("%s: concurrency: want 1 to 256, got %d", name, fc.Concurrency)
 	}
 	if fc.Proxy != "" {
 		if _, err := ParseProxyURL(fc.Proxy); err != nil {
-			return nil, fmt.Errorf("%s: %v", name, err)
+			return fmt.Errorf("%s: %v", name, err)
 		}
 	}
 	if fc.DNSServer != "" {
 		if _, err := netip.ParseAddrPort(fc.DNSServer); err != nil {
-			return nil, fmt.Errorf("%s: dns_server: want IP:port, got %q", name, fc.DNSServer)
+			return fmt.Errorf("%s: dns_server: want IP:port, got %q", name, fc.DNSServer)
 		}
 	}
-	return &fc, nil
+	return nil
 }
 
 // LoadFileConfig reads and parses a configuration file.
@@ -245,4 +258,90 @@ func DNSResolver(addr string) func(ctx context.Context, host string) ([]netip.Ad
 	return func(ctx context.Context, host string) ([]netip.Addr, error) {
 		return r.LookupNetIP(ctx, "ip4", host)
 	}
+}
+
+// Environment variables for credentials, so a password never sits in a command line or a
+// configuration file.
+const (
+	EnvUser     = "SCPGATE_PROXY_USER"
+	EnvPassword = "SCPGATE_PROXY_PASSWORD"
+)
+
+// Build turns the file configuration into a Config: it reads the policy (the shipped one
+// when none is named), the CA bundles and the credentials (file, else the environment
+// through getenv). base is the directory relative paths are resolved against.
+func (fc *FileConfig) Build(base string, getenv func(string) string, shipped []byte, shippedName string) (Config, error) {
+	rel := func(p string) string {
+		if p == "" || filepath.IsAbs(p) {
+			return p
+		}
+		return filepath.Join(base, p)
+	}
+	cfg := Config{Proxy: fc.Proxy, Issuers: fc.Issuers, Concurrency: fc.Concurrency, AdminURL: fc.AdminURL}
+	if fc.Proxy == "" {
+		return cfg, errors.New("proxy: required (http://host:port of the gateway)")
+	}
+	var err error
+	if fc.Policy != "" {
+		cfg.Policy, err = policy.Load(rel(fc.Policy))
+	} else {
+		cfg.Policy, err = policy.Parse(shippedName, shipped)
+	}
+	if err != nil {
+		return cfg, err
+	}
+	if shipped != nil {
+		if sp, err := policy.Parse(shippedName, shipped); err == nil {
+			cfg.Derive.Shipped = sp
+		}
+	}
+	if fc.ProxyCA != "" {
+		if cfg.ProxyRootCAs, err = LoadPool(rel(fc.ProxyCA)); err != nil {
+			return cfg, fmt.Errorf("proxy_ca: %w", err)
+		}
+	}
+	if fc.CABundle != "" {
+		if cfg.RootCAs, err = LoadPool(rel(fc.CABundle)); err != nil {
+			return cfg, fmt.Errorf("ca_bundle: %w", err)
+		}
+	}
+	switch {
+	case fc.CredentialsFile != "":
+		if cfg.User, cfg.Password, err = ReadCredentials(rel(fc.CredentialsFile)); err != nil {
+			return cfg, err
+		}
+	case fc.User != "" || getenv(EnvUser) != "":
+		cfg.User = fc.User
+		if cfg.User == "" {
+			cfg.User = getenv(EnvUser)
+		}
+		cfg.Password = getenv(EnvPassword)
+		if cfg.Password == "" {
+			return cfg, fmt.Errorf("user %q: set the password in %s or use credentials_file", cfg.User, EnvPassword)
+		}
+	}
+	cfg.Derive.Groups = fc.Groups
+	cfg.Derive.Samples = fc.Samples
+	cfg.Derive.PrivateAddr = fc.PrivateAddress
+	cfg.Derive.MetadataAddr = fc.MetadataAddress
+	cfg.Derive.PrivateName = fc.PrivateName
+	for _, d := range []struct {
+		s   string
+		dst *time.Duration
+	}{{fc.CheckTimeout, &cfg.CheckTimeout}, {fc.Timeout, &cfg.Timeout}, {fc.AuditWait, &cfg.AuditWait}} {
+		if d.s != "" {
+			*d.dst, _ = time.ParseDuration(d.s) // checked by ParseFileConfig
+		}
+	}
+	if fc.DNSServer != "" {
+		cfg.Resolve = DNSResolver(fc.DNSServer)
+	}
+	if len(fc.Audit) > 0 {
+		files := make(AuditFiles, len(fc.Audit))
+		for i, a := range fc.Audit {
+			files[i] = rel(a)
+		}
+		cfg.Audit = files
+	}
+	return cfg, nil
 }

@@ -202,6 +202,7 @@ func Derive(pol *policy.Policy, o DeriveOptions) (*Plan, error) {
 		}
 	}
 	d := &deriver{pol: pol, o: o, seen: map[string]bool{}}
+	d.plan.Checks, d.plan.Drift.Rules, d.plan.Drift.Skipped = []Check{}, []RuleCoverage{}, []SkippedCheck{}
 	for _, g := range groups {
 		for _, pattern := range g.Hosts {
 			d.rule(g, pattern)
@@ -252,20 +253,30 @@ func checkSample(pol *policy.Policy, pattern, name string) error {
 	if err != nil || h.IsAddr() {
 		return fmt.Errorf("validate: sample %q for %s: not a host name", name, pattern)
 	}
+	found := false
 	for _, m := range pol.Matches(h) {
-		if m.Pattern == pattern && m.Kind != "deny" {
-			return nil
+		if m.Kind == "deny" {
+			return fmt.Errorf("validate: sample %q for %s matches deny pattern %s: it can never pass; pick another", name, pattern, m.Pattern)
 		}
+		found = found || m.Pattern == pattern
+	}
+	if found {
+		return nil
 	}
 	return fmt.Errorf("validate: sample %q does not match pattern %q (or the pattern is not in the policy)", name, pattern)
 }
 
 func (d *deriver) decide(host string, port uint16, method, user string) (policy.Decision, bool) {
+	return d.decidePath(host, port, method, user, "")
+}
+
+// decidePath asks the policy as the gateway will; path is the URL path of a plain-HTTP request.
+func (d *deriver) decidePath(host string, port uint16, method, user, path string) (policy.Decision, bool) {
 	h, err := policy.ParseHost(host)
 	if err != nil {
 		return policy.Decision{}, false
 	}
-	return d.pol.Decide(policy.Request{Host: h, Port: port, Method: method, User: user, AuthEnabled: d.o.AuthEnabled}), true
+	return d.pol.Decide(policy.Request{Host: h, Port: port, Method: method, User: user, AuthEnabled: d.o.AuthEnabled, Path: path}), true
 }
 
 func hasConnect(g *policy.Group) bool { return slices.Contains(g.Methods, "CONNECT") }
@@ -306,7 +317,7 @@ func (d *deriver) rule(g *policy.Group, pattern string) {
 				}
 				c.Why = fmt.Sprintf("plain HTTP %s to %s is allowed by group %s (%s)", method, n, g.Name, pattern)
 			}
-			dec, ok := d.decide(n, port, method, d.o.User)
+			dec, ok := d.decidePath(n, port, method, d.o.User, c.Path)
 			if !ok {
 				continue
 			}
@@ -366,6 +377,9 @@ func (d *deriver) nearMisses(g *policy.Group, pattern string, samples []string) 
 	if other := d.otherPort(g); other != 0 {
 		d.blockPort(g, pattern, "other_port", inRule, other, "CONNECT", fmt.Sprintf("%s on port %d, which group %s does not allow", inRule, other, g.Name))
 	}
+	if ps := g.Paths[pattern]; len(ps) > 0 {
+		d.blockPath(g, pattern, inRule, port, ps)
+	}
 	if hasConnect(g) {
 		d.blockHTTP(g, pattern, inRule)
 		if g.SNI == policy.SNIMatch {
@@ -406,7 +420,11 @@ func (d *deriver) blockPort(g *policy.Group, pattern, kind, host string, port ui
 	if !hasConnect(g) {
 		probe, method = ProbeHTTP, firstMethod(g.Methods)
 	}
-	dec, ok := d.decide(host, port, method, d.o.User)
+	path := ""
+	if probe == ProbeHTTP {
+		path = "/"
+	}
+	dec, ok := d.decidePath(host, port, method, d.o.User, path)
 	if !ok {
 		d.skip(kind, g.Name, pattern, host, "not a valid host name")
 		return
@@ -428,7 +446,7 @@ func (d *deriver) blockHTTP(g *policy.Group, pattern, host string) {
 	if slices.ContainsFunc(g.Methods, func(m string) bool { return m == "GET" }) {
 		return
 	}
-	dec, ok := d.decide(host, 80, "GET", d.o.User)
+	dec, ok := d.decidePath(host, 80, "GET", d.o.User, "/")
 	if !ok || (dec.Allow && !dec.WouldDeny) {
 		d.skip("plain_http", g.Name, pattern, host, "plain HTTP to "+host+" is allowed by another rule")
 		return
@@ -436,6 +454,19 @@ func (d *deriver) blockHTTP(g *policy.Group, pattern, host string) {
 	d.add(Check{Expect: ExpectBlock, Probe: ProbeHTTP, Kind: "plain_http", Group: g.Name, Pattern: pattern, Host: host, Port: 80, Path: "/",
 		Creds: CredsConfigured, ExpectReason: dec.Reason, ReportMode: dec.WouldDeny,
 		Why: "a plain-HTTP request to " + host + ", which group " + g.Name + " allows only through CONNECT"})
+}
+
+// blockPath plans a plain-HTTP request outside the path prefixes a rule is limited to.
+func (d *deriver) blockPath(g *policy.Group, pattern, host string, port uint16, prefixes []string) {
+	const path = "/" + probeLabel + "/"
+	dec, ok := d.decidePath(host, port, firstMethod(g.Methods), d.o.User, path)
+	if !ok || (dec.Allow && !dec.WouldDeny) {
+		d.skip("other_path", g.Name, pattern, host, "the path "+path+" is allowed")
+		return
+	}
+	d.add(Check{Expect: ExpectBlock, Probe: ProbeHTTP, Kind: "other_path", Group: g.Name, Pattern: pattern, Host: host, Port: port, Path: path,
+		Creds: CredsConfigured, ExpectReason: dec.Reason, ReportMode: dec.WouldDeny,
+		Why: fmt.Sprintf("a path outside %s, the only prefixes group %s allows for %s", strings.Join(prefixes, ", "), g.Name, pattern)})
 }
 
 // fronting plans a ClientHello naming another host inside an allowed tunnel: it needs a name

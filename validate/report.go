@@ -5,7 +5,8 @@ import (
 )
 
 // SchemaVersion is the version of the JSON report (validate/render/report.schema.json). It
-// changes when a field is removed or changes meaning; added fields keep the version.
+// changes when a field is removed or changes meaning; a field added to the report is added to
+// the schema in the same change and keeps the version.
 const SchemaVersion = 1
 
 // Status is the verdict of one check.
@@ -36,6 +37,8 @@ type Report struct {
 	User          string    `json:"user,omitempty"`
 	Policy        PolicyRef `json:"policy"`
 	Groups        []string  `json:"groups"`
+	// GatewayPolicy is the gateway's own account of its policy (when an admin URL was given).
+	GatewayPolicy *GatewayPolicy `json:"gateway_policy,omitempty"`
 	// AuditSource says where gateway records came from ("" when none was given).
 	AuditSource string   `json:"audit_source,omitempty"`
 	Outcome     Outcome  `json:"outcome"`

@@ -38,13 +38,23 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.Audit != nil {
 		rep.AuditSource = cfg.Audit.String()
 	}
+	if cfg.AdminURL != "" {
+		actx, cancel := context.WithTimeout(ctx, cfg.CheckTimeout)
+		gp, err := FetchGatewayPolicy(actx, cfg.AdminURL)
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("validate: %w", err)
+		}
+		gp.Matches = gp.Version == cfg.Policy.Version
+		rep.GatewayPolicy = gp
+	}
 	runCtx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
 	p := &prober{cfg: &cfg, now: cfg.Now}
 	prog := &progress{fn: cfg.Progress, total: len(plan.Checks)}
 
 	results := p.runAll(runCtx, plan.Checks, cfg.Concurrency, prog)
-	if err := match(ctx, &cfg, results); err != nil {
+	if err := match(runCtx, &cfg, results); err != nil {
 		return nil, err
 	}
 	// The IP-literal near misses need the address each name resolved to: the gateway's vetted
@@ -53,7 +63,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	rep.Drift.Skipped = append(rep.Drift.Skipped, skipped...)
 	prog.add(len(lits))
 	more := p.runAll(runCtx, lits, cfg.Concurrency, prog)
-	if err := match(ctx, &cfg, more); err != nil {
+	if err := match(runCtx, &cfg, more); err != nil {
 		return nil, err
 	}
 	results = append(results, more...)
@@ -65,13 +75,17 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	rep.Results = results
 	rep.Outcome, rep.Summary = outcome(results)
+	if gp := rep.GatewayPolicy; gp != nil && !gp.Matches && rep.Outcome.Message == MsgAllPassed {
+		rep.Outcome = Outcome{Message: MsgWarning, Severity: "warning", ExitCode: 1, Failed: []string{},
+			Text: fmt.Sprintf("all %d checks passed, but the gateway runs policy %.12s, not the checked %.12s", rep.Summary.Total, gp.Version, cfg.Policy.Version)}
+	}
 	rep.Finished = cfg.Now().UTC()
 	rep.DurationMS = float64(rep.Finished.Sub(rep.Started).Microseconds()) / 1000
 	return rep, nil
 }
 
 func groupNames(plan *Plan) []string {
-	var out []string
+	out := []string{}
 	seen := map[string]bool{}
 	for _, r := range plan.Drift.Rules {
 		if !seen[r.Group] {
