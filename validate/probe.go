@@ -52,8 +52,36 @@ func (p *prober) step(res *Result, name string, fn func() error) error {
 	return err
 }
 
-// run probes one check; it never returns an error: failures are part of the result.
+// maxAttempts bounds the tries of one probe the proxy rate-limited (429 rate_limited).
+const maxAttempts = 4
+
+// maxRetryWait caps the Retry-After the validator honours between tries.
+const maxRetryWait = 5 * time.Second
+
+// run probes one check, trying again when the proxy rate-limits it (a validator must not
+// report the gateway's own flood protection as an unreachable endpoint). It never returns an
+// error: failures are part of the result.
 func (p *prober) run(ctx context.Context, c Check) Result {
+	for attempt := 1; ; attempt++ {
+		res := p.once(ctx, c)
+		res.Attempts = attempt
+		a := res.Proxy
+		if a == nil || a.Status != http.StatusTooManyRequests || a.Reason == "locked_out" || attempt == maxAttempts {
+			return res
+		}
+		wait := min(max(a.retryAfter, 100*time.Millisecond), maxRetryWait)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return res
+		case <-t.C:
+		}
+	}
+}
+
+// once probes one check once.
+func (p *prober) once(ctx context.Context, c Check) Result {
 	res := Result{Check: c, Steps: []Step{}}
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.CheckTimeout)
 	defer cancel()
@@ -146,6 +174,9 @@ func answer(resp *http.Response) *ProxyAnswer {
 		Challenges: resp.Header.Values("Proxy-Authenticate"),
 	}
 	a.AuthChallenge = resp.StatusCode == http.StatusProxyAuthRequired && len(a.Challenges) > 0
+	if secs, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && secs >= 0 {
+		a.retryAfter = time.Duration(secs) * time.Second
+	}
 	return a
 }
 

@@ -85,6 +85,8 @@ type Result struct {
 	// something else did (a firewall, another proxy), "" when not blocked.
 	BlockedBy string `json:"blocked_by,omitempty"`
 	Steps     []Step `json:"steps"`
+	// Attempts is how many tries the probe took (more than one when the proxy rate-limited it).
+	Attempts int `json:"attempts"`
 	// Proxy is the proxy's answer to CONNECT (or to the plain-HTTP request).
 	Proxy *ProxyAnswer `json:"proxy,omitempty"`
 	TLS   *TLSInfo     `json:"tls,omitempty"`
@@ -114,6 +116,8 @@ type ProxyAnswer struct {
 	Challenges []string `json:"challenges,omitempty"`
 	// AuthChallenge is true for a 407 that carries a Proxy-Authenticate challenge.
 	AuthChallenge bool `json:"auth_challenge"`
+
+	retryAfter time.Duration // Retry-After of a 429
 }
 
 // TLSInfo is what the TLS handshake through the tunnel showed.

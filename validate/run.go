@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/netip"
 	"sync"
+	"time"
 
 	"github.com/scpgate/scpgate/policy"
 )
@@ -53,7 +54,17 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	p := &prober{cfg: &cfg, now: cfg.Now}
 	prog := &progress{fn: cfg.Progress, total: len(plan.Checks)}
 
-	results := p.runAll(runCtx, plan.Checks, cfg.Concurrency, prog)
+	// The wrong-password probe runs last, alone: the gateway counts failed logins per address
+	// and may lock the address out for a while, which must not spoil the other probes.
+	var first, last []Check
+	for _, c := range plan.Checks {
+		if c.Creds == CredsWrong {
+			last = append(last, c)
+		} else {
+			first = append(first, c)
+		}
+	}
+	results := p.runAll(runCtx, first, cfg.Concurrency, prog)
 	if err := match(runCtx, &cfg, results); err != nil {
 		return nil, err
 	}
@@ -67,7 +78,14 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	results = append(results, more...)
-	if runCtx.Err() != nil && errors.Is(runCtx.Err(), context.DeadlineExceeded) {
+	final := p.runAll(runCtx, last, 1, prog)
+	if err := match(runCtx, &cfg, final); err != nil {
+		return nil, err
+	}
+	results = append(results, final...)
+	// A probe cut by its connection deadline may return a moment before the context's own
+	// timer fires: the clock decides.
+	if dl, _ := runCtx.Deadline(); errors.Is(runCtx.Err(), context.DeadlineExceeded) || !time.Now().Before(dl) {
 		rep.Incomplete = true
 	}
 	for i := range results {

@@ -228,6 +228,9 @@ func (d *demo) run(ctx context.Context) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", mark, res.name, res.answer, orDash(res.reason), res.detail)
 	}
 	tw.Flush()
+	if err := d.validateRun(ctx); err != nil {
+		return err
+	}
 
 	d.step("why was manage.microsoft.com refused? (scpgate policy explain)")
 	// Exit 1 is the answer "deny", not a failure.

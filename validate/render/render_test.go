@@ -35,7 +35,7 @@ func sampleReport() *validate.Report {
 	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 	results := []validate.Result{
 		{Check: validate.Check{ID: "pass/endpoint/go.microsoft.com:443", Expect: validate.ExpectPass, Probe: validate.ProbeTLS, Kind: "endpoint", Group: "updates", Pattern: "go.microsoft.com", Host: "go.microsoft.com", Port: 443, Creds: validate.CredsConfigured, Why: "listed"},
-			Status: validate.StatusPass, Detail: "reachable", Steps: []validate.Step{{Name: "proxy_tcp", MS: 0.2, OK: true}, {Name: "connect", MS: 1.5, OK: true}, {Name: "tls", MS: 3, OK: true}, {Name: "http", MS: 2, OK: true}},
+			Status: validate.StatusPass, Detail: "reachable", Attempts: 2, Steps: []validate.Step{{Name: "proxy_tcp", MS: 0.2, OK: true}, {Name: "connect", MS: 1.5, OK: true}, {Name: "tls", MS: 3, OK: true}, {Name: "http", MS: 2, OK: true}},
 			Proxy: &validate.ProxyAnswer{Status: 200, ConnID: "c-1"},
 			TLS: &validate.TLSInfo{Version: "TLS 1.3", Cipher: "TLS_AES_128_GCM_SHA256", ALPN: "http/1.1", ServerName: "go.microsoft.com", NameMatch: true, Verified: true, IssuerMatch: true,
 				ExpectedIssuers: []string{"root"}, Chain: []validate.Cert{{Subject: "CN=go.microsoft.com", Issuer: "CN=root", NotAfter: now.Add(90 * 24 * time.Hour), DaysLeft: 90, SHA256: strings.Repeat("ab", 32), DNSNames: []string{"go.microsoft.com"}}}},
