@@ -1,0 +1,402 @@
+package integration
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/csv"
+	"encoding/xml"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/scpgate/scpgate/policy"
+	"github.com/scpgate/scpgate/sim/cloudsim"
+	"github.com/scpgate/scpgate/sim/testca"
+	"github.com/scpgate/scpgate/validate"
+	"github.com/scpgate/scpgate/validate/evidence"
+	"github.com/scpgate/scpgate/validate/render"
+	"github.com/scpgate/scpgate/validate/render/schemacheck"
+)
+
+// The validator against the real gateway and the simulated cloud: the shipped endpoints.yaml,
+// authentication on, the TLS proxy listener, the audit file and the admin listener, as the SCP
+// and an auditor would use them.
+
+// validateSamples are cloud names for the wildcards of the shipped policy's enabled groups.
+var validateSamples = map[string][]string{
+	"*.manage.microsoft.com":                {cloudsim.HostConnectedService},
+	"*.akamaiedge.net":                      {"a1.akamaiedge.net"},
+	"*.akamaitechnologies.com":              {"a1.akamaitechnologies.com"},
+	"*-umwatsonc.events.data.microsoft.com": {"sample-umwatsonc.events.data.microsoft.com"},
+}
+
+// privateName is a name the shipped policy lists (it matches *.manage.microsoft.com) that the
+// tests point at a loopback address outside allow_ranges: the gateway must refuse it as a
+// private address.
+const privateName = "scpgate-private.manage.microsoft.com"
+
+// validateEnv is a simulated world, a gateway with authentication and the validator's
+// configuration for it.
+type validateEnv struct {
+	*simEnv
+	gw     *authProc
+	sink   *sink
+	policy string
+}
+
+// newValidateEnv starts the world and the gateway; setup, if set, runs before the gateway starts
+// and returns extra allow_ranges entries.
+func newValidateEnv(t *testing.T, policyText string, setup func(e *simEnv) []string) *validateEnv {
+	t.Helper()
+	e := newSimEnv(t)
+	allow := []string{e.allowCloud()}
+	if setup != nil {
+		allow = append(allow, setup(e)...)
+	}
+	if policyText == "" {
+		b, err := os.ReadFile(shippedPolicy)
+		if err != nil {
+			t.Fatal(err)
+		}
+		policyText = string(b)
+	}
+	s := e.hw.sink()
+	e.sw.DNS.SetA(privateName, s.addr.Addr())
+	gw := e.hw.authGateway(policyText, nil, allow...)
+	return &validateEnv{simEnv: e, gw: gw, sink: s, policy: policyText}
+}
+
+// config is the validator's configuration: the shipped policy (whatever the gateway runs), the
+// TLS proxy listener with alice's credentials, the cloud's CA as the expected issuer.
+func (v *validateEnv) config(t *testing.T) validate.Config {
+	t.Helper()
+	pol, err := policy.Load(shippedPolicy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The "private" and "metadata" literals are loopback addresses outside allow_ranges; the
+	// sink counts any connection that reaches them.
+	return validate.Config{
+		Proxy:        "https://" + v.gw.tlsAddr,
+		ProxyRootCAs: v.sw.CA.Pool(),
+		User:         "alice", Password: "alice-pw",
+		RootCAs: v.sw.CA.Pool(),
+		Policy:  pol,
+		Derive: validate.DeriveOptions{
+			Samples:      validateSamples,
+			PrivateAddr:  v.sink.addr.Addr().String(),
+			MetadataAddr: nextAddr(v.sink.addr.Addr()).String(),
+			PrivateName:  privateName,
+		},
+		Issuers:      map[string][]string{"*": {v.sw.CA.Certificate().Subject.CommonName}},
+		Audit:        validate.AuditFiles{v.gw.auditPath},
+		AdminURL:     "http://" + v.gw.addrs.Admin,
+		Resolve:      validate.DNSResolver(v.sw.DNS.Addr()),
+		Concurrency:  8,
+		CheckTimeout: 10 * time.Second,
+		Timeout:      90 * time.Second,
+		AuditWait:    5 * time.Second,
+	}
+}
+
+func nextAddr(a netip.Addr) netip.Addr {
+	b := a.As4()
+	b[3] = b[3]%250 + 2
+	return netip.AddrFrom4(b)
+}
+
+func runValidate(t *testing.T, cfg validate.Config) *validate.Report {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	rep, err := validate.Run(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rep
+}
+
+func resultsBy(rep *validate.Report, pred func(validate.Result) bool) []validate.Result {
+	var out []validate.Result
+	for _, r := range rep.Results {
+		if pred(r) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func table(t *testing.T, rep *validate.Report) string {
+	var b bytes.Buffer
+	if err := render.Table(&b, rep); err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
+
+// TestValidateAllPass: against a correct gateway every check passes, each probe is tied to the
+// gateway's record by connection id, and every output format is well-formed.
+func TestValidateAllPass(t *testing.T) {
+	v := newValidateEnv(t, "", nil)
+	rep := runValidate(t, v.config(t))
+	if rep.Outcome.Message != validate.MsgAllPassed || rep.Outcome.ExitCode != 0 {
+		t.Fatalf("outcome %+v\n%s", rep.Outcome, table(t, rep))
+	}
+	if v.sink.accepts.Load() != 0 {
+		t.Errorf("the gateway connected to the private address %d times", v.sink.accepts.Load())
+	}
+	if rep.GatewayPolicy == nil || !rep.GatewayPolicy.Matches {
+		t.Errorf("gateway policy %+v, want the checked one", rep.GatewayPolicy)
+	}
+	kinds := map[string]int{}
+	for _, r := range rep.Results {
+		kinds[r.Kind]++
+		if r.Proxy == nil || r.Proxy.ConnID == "" {
+			t.Errorf("%s: no connection id from the gateway", r.ID)
+			continue
+		}
+		if r.Gateway == nil || !r.Gateway.Found || r.Gateway.ConnID != r.Proxy.ConnID {
+			t.Errorf("%s: not matched with the gateway's audit record: %+v", r.ID, r.Gateway)
+			continue
+		}
+		switch r.Expect {
+		case validate.ExpectPass:
+			if r.Gateway.Decision != "allow" || r.Gateway.Address == "" || r.TLS == nil || !r.TLS.IssuerMatch || r.HTTPStatus == 0 {
+				t.Errorf("%s: gateway %+v TLS %+v HTTP %d", r.ID, r.Gateway, r.TLS, r.HTTPStatus)
+			}
+		case validate.ExpectBlock:
+			if r.Gateway.Decision != "deny" || r.Gateway.Reason != string(r.ExpectReason) {
+				t.Errorf("%s: gateway %s %s, want deny %s", r.ID, r.Gateway.Decision, r.Gateway.Reason, r.ExpectReason)
+			}
+		}
+	}
+	for _, k := range []string{"endpoint", "wildcard_sample", "wildcard_apex", "extra_label", "sibling", "other_port", "ip_literal",
+		"plain_http", "sni_mismatch", "unlisted", "private_address", "metadata_address", "private_name", "no_credentials", "wrong_credentials"} {
+		if kinds[k] == 0 {
+			t.Errorf("no %s check ran", k)
+		}
+	}
+	// The authentication checks: a challenge, not a policy 407.
+	for _, r := range resultsBy(rep, func(r validate.Result) bool { return r.Kind == "no_credentials" || r.Kind == "wrong_credentials" }) {
+		if r.Proxy.Status != http.StatusProxyAuthRequired || !r.Proxy.AuthChallenge {
+			t.Errorf("%s: %+v, want 407 with Proxy-Authenticate", r.ID, r.Proxy)
+		}
+	}
+	checkOutputs(t, rep, v.policy)
+}
+
+// checkOutputs writes every format and the evidence bundle and checks them as their readers do.
+func checkOutputs(t *testing.T, rep *validate.Report, policyText string) {
+	t.Helper()
+	dir := t.TempDir()
+	paths, err := render.WriteFiles(dir, render.Formats, rep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, _ := os.ReadFile(paths["json"])
+	if err := schemacheck.ValidateJSON(js); err != nil {
+		t.Errorf("validate.json does not validate against report.schema.json: %v", err)
+	}
+	jx, _ := os.ReadFile(paths["junit"])
+	var suites struct {
+		Tests    int `xml:"tests,attr"`
+		Failures int `xml:"failures,attr"`
+	}
+	if err := xml.Unmarshal(jx, &suites); err != nil || suites.Tests != len(rep.Results) || suites.Failures != rep.Summary.Fail {
+		t.Errorf("JUnit: %v, tests %d failures %d; want %d, %d", err, suites.Tests, suites.Failures, len(rep.Results), rep.Summary.Fail)
+	}
+	f, _ := os.Open(paths["csv"])
+	rows, err := csv.NewReader(f).ReadAll()
+	f.Close()
+	if err != nil || len(rows) != len(rep.Results)+1 {
+		t.Errorf("CSV: %v, %d rows for %d results", err, len(rows), len(rep.Results))
+	}
+	ev := filepath.Join(dir, "evidence")
+	b := evidence.Bundle{Report: rep, Policy: []byte(policyText)}
+	if rep.GatewayPolicy != nil {
+		b.GatewayPolicy = rep.GatewayPolicy.Raw
+	}
+	if _, err := evidence.Write(ev, b); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := evidence.Verify(ev); err != nil || n < 5 {
+		t.Fatalf("fresh evidence: %d files, %v", n, err)
+	}
+	audit, _ := os.ReadFile(filepath.Join(ev, evidence.AuditFile))
+	if got := bytes.Count(audit, []byte("\n")); got != len(rep.Results) {
+		t.Errorf("evidence holds %d audit lines for %d probes", got, len(rep.Results))
+	}
+	// One changed byte anywhere and the bundle no longer verifies.
+	res := filepath.Join(ev, evidence.ResultsFile)
+	data, _ := os.ReadFile(res)
+	i := bytes.Index(data, []byte(`"deny"`))
+	if i < 0 {
+		i = len(data) / 2
+	}
+	data[i+1] = 'D'
+	if err := os.WriteFile(res, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := evidence.Verify(ev); err == nil || !strings.Contains(err.Error(), "results.json: sha256") {
+		t.Errorf("evidence with one byte changed: %v", err)
+	}
+}
+
+// TestValidateEndpointDown: an endpoint whose name does not resolve any more fails, and so
+// does the run (11412, exit 2).
+func TestValidateEndpointDown(t *testing.T) {
+	v := newValidateEnv(t, "", nil)
+	v.sw.DNS.SetNXDOMAIN(cloudsim.HostFwlink)
+	rep := runValidate(t, v.config(t))
+	if rep.Outcome.Message != validate.MsgError || rep.Outcome.ExitCode != 2 {
+		t.Fatalf("outcome %+v", rep.Outcome)
+	}
+	down := resultsBy(rep, func(r validate.Result) bool { return r.Kind == "endpoint" && r.Host == cloudsim.HostFwlink })
+	if len(down) != 1 || down[0].Status != validate.StatusFail || down[0].Proxy.Reason != "dns_failure" ||
+		!strings.Contains(down[0].Detail, "refused by the gateway: 502 dns_failure") || down[0].ConfigMgr.Reachable {
+		t.Fatalf("go.microsoft.com: %+v", down)
+	}
+	if !strings.Contains(strings.Join(rep.Outcome.Failed, " "), "pass/endpoint/go.microsoft.com:443") {
+		t.Errorf("outcome does not name the failed endpoint: %v", rep.Outcome.Failed)
+	}
+}
+
+// TestValidateEndpointDenied: a gateway whose policy lacks an endpoint the checked policy lists
+// refuses it (403 no_rule): 11412, and ConfigMgr would call the 403 reachable.
+func TestValidateEndpointDenied(t *testing.T) {
+	b, _ := os.ReadFile(shippedPolicy)
+	text := strings.Replace(string(b), "      - aka.ms                              # Microsoft URL forwarding: always needed\n", "", 1)
+	if text == string(b) {
+		t.Fatal("the test could not remove aka.ms from the shipped policy")
+	}
+	v := newValidateEnv(t, text, nil)
+	rep := runValidate(t, v.config(t))
+	if rep.Outcome.Message != validate.MsgError {
+		t.Fatalf("outcome %+v", rep.Outcome)
+	}
+	if rep.GatewayPolicy == nil || rep.GatewayPolicy.Matches {
+		t.Errorf("the gateway runs another policy; the report says %+v", rep.GatewayPolicy)
+	}
+	r := resultsBy(rep, func(r validate.Result) bool { return r.ID == "pass/endpoint/aka.ms:443" })
+	if len(r) != 1 || r[0].Status != validate.StatusFail || r[0].Gateway == nil || r[0].Gateway.Reason != "no_rule" ||
+		!r[0].ConfigMgr.Reachable || !r[0].ConfigMgr.Disagrees {
+		t.Fatalf("aka.ms: %+v", r)
+	}
+}
+
+// TestValidateTooOpen: a gateway that also allows the apex manage.microsoft.com lets a
+// must-block probe through: 11412 naming that check.
+func TestValidateTooOpen(t *testing.T) {
+	b, _ := os.ReadFile(shippedPolicy)
+	text := strings.Replace(string(b), "      - go.microsoft.com\n      - aka.ms", "      - go.microsoft.com\n      - manage.microsoft.com\n      - aka.ms", 1)
+	if text == string(b) {
+		t.Fatal("the test could not open the policy")
+	}
+	v := newValidateEnv(t, text, nil)
+	rep := runValidate(t, v.config(t))
+	const id = "block/wildcard_apex/manage.microsoft.com:443"
+	if rep.Outcome.Message != validate.MsgError || !strings.Contains(strings.Join(rep.Outcome.Failed, " "), id) {
+		t.Fatalf("outcome %+v, want 11412 naming %s", rep.Outcome, id)
+	}
+	r := resultsBy(rep, func(r validate.Result) bool { return r.ID == id })
+	if len(r) != 1 || r[0].Status != validate.StatusFail || !strings.Contains(r[0].Detail, "must-block check passed") ||
+		r[0].Gateway == nil || r[0].Gateway.Decision != "allow" {
+		t.Fatalf("%s: %+v", id, r)
+	}
+}
+
+// refusingProxy answers every request 403 with no scpgate header and writes no audit record:
+// a firewall or another proxy in the path.
+func refusingProxy(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+				if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+					return
+				}
+				fmt.Fprint(c, "HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+			}()
+		}
+	}()
+	t.Cleanup(func() { _ = ln.Close(); <-done })
+	return ln.Addr().String()
+}
+
+// TestValidateBlockedNotByGateway: probes refused by something that is not the gateway are
+// reported as such, even though the refusal looks like the gateway's 403.
+func TestValidateBlockedNotByGateway(t *testing.T) {
+	v := newValidateEnv(t, "", nil)
+	cfg := v.config(t)
+	cfg.Proxy, cfg.ProxyRootCAs, cfg.AdminURL = "http://"+refusingProxy(t), nil, ""
+	cfg.AuditWait = time.Second
+	rep := runValidate(t, cfg)
+	if rep.Outcome.Message != validate.MsgError {
+		t.Errorf("the endpoints are unreachable: outcome %+v", rep.Outcome)
+	}
+	for _, r := range rep.Results {
+		if r.BlockedBy != "other" {
+			t.Errorf("%s: blocked_by %q, want other", r.ID, r.BlockedBy)
+		}
+		if r.Expect == validate.ExpectBlock && !strings.Contains(r.Detail, "blocked, but not by the gateway") {
+			t.Errorf("%s: %s", r.ID, r.Detail)
+		}
+	}
+}
+
+// TestValidateTLSInspection: an endpoint answering with a certificate from another CA (what an
+// inspecting middlebox does) is "TLS inspection detected".
+func TestValidateTLSInspection(t *testing.T) {
+	mitm, err := testca.New("Contoso Inspection CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := mitm.Issue(cloudsim.HostFwlink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := newValidateEnv(t, "", func(e *simEnv) []string {
+		ln := listenLoopback443(t)
+		srv := &http.Server{
+			Handler:           http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { fmt.Fprint(w, "inspected") }),
+			TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}},
+			ReadHeaderTimeout: 5 * time.Second,
+			ErrorLog:          slog.NewLogLogger(e.log.Handler(), slog.LevelDebug),
+		}
+		go func() { _ = srv.ServeTLS(ln, "", "") }()
+		t.Cleanup(func() { _ = srv.Close() })
+		e.sw.DNS.SetA(cloudsim.HostFwlink, addrOf(ln).Addr())
+		// The interceptor stands where the cloud would be: the gateway may reach it.
+		return []string{netip.PrefixFrom(addrOf(ln).Addr(), 32).String()}
+	})
+	rep := runValidate(t, v.config(t))
+	r := resultsBy(rep, func(r validate.Result) bool { return r.ID == "pass/endpoint/go.microsoft.com:443" })
+	if len(r) != 1 || r[0].Status != validate.StatusFail || !strings.Contains(r[0].Detail, "TLS inspection detected") ||
+		r[0].TLS == nil || !r[0].TLS.Inspected || !strings.Contains(r[0].TLS.Chain[0].Issuer, "Contoso Inspection CA") {
+		t.Fatalf("go.microsoft.com: %+v", r)
+	}
+	if rep.Outcome.Message != validate.MsgError {
+		t.Errorf("outcome %+v", rep.Outcome)
+	}
+}
