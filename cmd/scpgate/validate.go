@@ -71,6 +71,7 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 	outDir := fs.String("out", "", "`folder` for the output files (required for formats other than table)")
 	evidenceDir := fs.String("evidence", "", "write the evidence bundle into this new `folder`")
 	noProgress := fs.Bool("no-progress", false, "no progress bar even on a terminal")
+	quiet := fs.Bool("q", false, "print only the outcome and the files written, not the table")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK
@@ -203,7 +204,9 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail("%v", err)
 	}
-	if err := render.Table(stdout, rep); err != nil {
+	if *quiet {
+		fmt.Fprintf(stdout, "scpgate validate: %d %s: %s\n", rep.Outcome.Message, rep.Outcome.Severity, rep.Outcome.Text)
+	} else if err := render.Table(stdout, rep); err != nil {
 		return fail("%v", err)
 	}
 	if fc.OutputDir != "" {

@@ -47,7 +47,7 @@ func (d *demo) validateRun(ctx context.Context) error {
 		"-audit", d.auditFile, "-admin", "http://" + d.gw.Admin,
 		"-format", "table,json,html,junit,csv", "-out", out,
 		"-evidence", filepath.Join(out, "evidence"),
-		"-timeout", "60s", "-no-progress",
+		"-timeout", "60s", "-no-progress", "-q",
 	}
 	for _, s := range validateSamples {
 		args = append(args, "-sample", s)

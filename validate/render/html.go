@@ -15,7 +15,6 @@ var htmlPage = template.Must(template.New("report").Funcs(template.FuncMap{
 	"answer":  answerText,
 	"gateway": gatewayText,
 	"tls":     tlsText,
-	"timing":  timingText,
 	"expect":  expectText,
 	"cm":      cmText,
 	"short":   short,
@@ -29,7 +28,7 @@ var htmlPage = template.Must(template.New("report").Funcs(template.FuncMap{
 <style>
 :root { --pass:#1a7f37; --pass-bg:#dafbe1; --warn:#9a6700; --warn-bg:#fff8c5; --fail:#cf222e; --fail-bg:#ffebe9; --line:#d0d7de; }
 * { box-sizing: border-box; }
-body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color:#1f2328; margin: 0 auto; max-width: 1400px; padding: 24px; }
+body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color:#1f2328; margin: 0; padding: 16px 20px; }
 h1 { font-size: 22px; margin: 0 0 4px; }
 h2 { font-size: 17px; margin: 28px 0 8px; border-bottom: 1px solid var(--line); padding-bottom: 4px; }
 .summary { border-radius: 8px; padding: 16px 20px; margin: 16px 0; border: 2px solid; }
@@ -40,15 +39,16 @@ h2 { font-size: 17px; margin: 28px 0 8px; border-bottom: 1px solid var(--line); 
 .counts span { display: inline-block; margin-right: 18px; font-weight: 600; }
 .meta { color: #59636e; font-size: 13px; }
 .meta code { font-size: 12px; }
-table { border-collapse: collapse; width: 100%; font-size: 13px; }
+table { border-collapse: collapse; width: 100%; font-size: 12px; }
+table.checks { table-layout: fixed; }
+table.checks td { overflow-wrap: anywhere; }
 th, td { border: 1px solid var(--line); padding: 4px 6px; text-align: left; vertical-align: top; }
 th { background: #f6f8fa; }
 tr.pass td.status { background: var(--pass-bg); color: var(--pass); font-weight: 700; }
 tr.warn td.status { background: var(--warn-bg); color: var(--warn); font-weight: 700; }
 tr.fail td.status { background: var(--fail-bg); color: var(--fail); font-weight: 700; }
 tr.fail td { border-left-color: var(--fail); }
-td.target { font-family: ui-monospace, Consolas, monospace; word-break: break-all; }
-td.detail { max-width: 420px; }
+td.target { font-family: ui-monospace, Consolas, monospace; }
 .small { color: #59636e; font-size: 12px; }
 ul.compact { margin: 4px 0; padding-left: 20px; }
 @media print {
@@ -73,15 +73,16 @@ ul.compact { margin: 4px 0; padding-left: 20px; }
 <p class="small">ConfigMgr column: how ConfigMgr's "Validate internet access" would read the same answer (it counts a timeout, a TLS failure and 407, 408, 426, 451, 502, 511, 598, 599 as failures and anything else, 403 included, as reachable); * marks a disagreement with this check.</p>
 {{range .Sections}}
 <h2>{{.Name}}</h2>
-<table>
+<table class="checks">
+<colgroup><col style="width:4%"><col style="width:8%"><col style="width:13%"><col style="width:8%"><col style="width:8%"><col style="width:11%"><col style="width:15%"><col style="width:4%"><col style="width:6%"><col style="width:7%"><col style="width:16%"></colgroup>
 <thead><tr><th>Result</th><th>Check</th><th>Target</th><th>Expected</th><th>Proxy answer</th><th>Gateway record</th><th>TLS</th><th>HTTP</th><th>ConfigMgr</th><th>Timing</th><th>Detail</th></tr></thead>
 <tbody>
 {{range .Results}}<tr class="check {{.Status}}" id="{{.ID}}">
 <td class="status">{{.Status}}</td><td>{{.Kind}}</td><td class="target">{{.Target}}{{if .SNI}}<br>SNI {{.SNI}}{{end}}</td><td>{{expect .}}</td>
 <td>{{answer .}}{{if .Proxy}}{{if .Proxy.ConnID}}<br><span class="small">conn {{.Proxy.ConnID}}</span>{{end}}{{end}}</td>
 <td>{{gateway .}}{{if .Gateway}}{{if .Gateway.Group}}<br><span class="small">{{.Gateway.Group}} {{.Gateway.Pattern}}</span>{{end}}{{if .Gateway.Address}}<br><span class="small">{{.Gateway.Address}}</span>{{end}}{{end}}</td>
-<td>{{tls .}}{{if .TLS}}<br><span class="small">{{.TLS.Cipher}}{{if .TLS.ALPN}} {{.TLS.ALPN}}{{end}}</span>{{range .TLS.Chain}}<br><span class="small">{{.Subject}} &larr; {{.Issuer}} ({{.DaysLeft}} d)</span>{{end}}{{end}}</td>
-<td>{{if .HTTPStatus}}{{.HTTPStatus}}{{else}}-{{end}}</td><td>{{cm .ConfigMgr}}</td><td class="small">{{timing .}}</td><td class="detail">{{.Detail}}<br><span class="small">{{.Why}}</span></td>
+<td class="tls">{{tls .}}{{if .TLS}}<br><span class="small">{{.TLS.Cipher}}{{if .TLS.ALPN}} {{.TLS.ALPN}}{{end}}</span>{{range .TLS.Chain}}<br><span class="small">{{.Subject}} &larr; {{.Issuer}} ({{.DaysLeft}} d)</span>{{end}}{{end}}</td>
+<td>{{if .HTTPStatus}}{{.HTTPStatus}}{{else}}-{{end}}</td><td>{{cm .ConfigMgr}}</td><td class="small">{{range .Steps}}{{.Name}}&nbsp;{{printf "%.0f" .MS}}&nbsp;ms<br>{{end}}</td><td class="detail">{{.Detail}}<br><span class="small">{{.Why}}</span></td>
 </tr>
 {{end}}</tbody>
 </table>

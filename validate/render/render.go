@@ -157,14 +157,6 @@ func tlsText(r validate.Result) string {
 	return s
 }
 
-func timingText(r validate.Result) string {
-	var parts []string
-	for _, s := range r.Steps {
-		parts = append(parts, fmt.Sprintf("%s %.0fms", s.Name, s.MS))
-	}
-	return strings.Join(parts, ", ")
-}
-
 func expectText(r validate.Result) string {
 	if r.Expect == validate.ExpectPass {
 		return "reachable"
