@@ -46,6 +46,9 @@ type fakeProxy struct {
 	mu     sync.Mutex
 	seq    int
 	conns  []net.Conn
+	// open and maxOpen count requests read and not yet answered: a client is waiting on each,
+	// so they never exceed the probes in flight.
+	open, maxOpen int
 }
 
 func startFakeProxy(t *testing.T, pol *policy.Policy, origin, mode string) *fakeProxy {
@@ -86,11 +89,18 @@ func (p *fakeProxy) url() string { return "http://" + p.ln.Addr().String() }
 
 func (p *fakeProxy) serve(c net.Conn) {
 	defer c.Close()
+
 	br := bufio.NewReader(c)
 	req, err := http.ReadRequest(br)
 	if err != nil {
 		return
 	}
+	p.mu.Lock()
+	p.open++
+	p.maxOpen = max(p.maxOpen, p.open)
+	p.mu.Unlock()
+	answered := sync.OnceFunc(func() { p.mu.Lock(); p.open--; p.mu.Unlock() })
+	defer answered()
 	if p.mode == "hang" {
 		_, _ = io.Copy(io.Discard, br) // until the client gives up
 		return
@@ -100,6 +110,7 @@ func (p *fakeProxy) serve(c net.Conn) {
 	id := fmt.Sprintf("fake-%d", p.seq)
 	p.mu.Unlock()
 	refuse := func(status int, reason string) {
+		answered()
 		if p.mode == "bare403" {
 			fmt.Fprintf(c, "HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
 			return
@@ -132,6 +143,7 @@ func (p *fakeProxy) serve(c net.Conn) {
 		return
 	}
 	defer up.Close()
+	answered()
 	fmt.Fprintf(c, "HTTP/1.1 200 Connection established\r\nX-Scpgate-Conn: %s\r\n\r\n", id)
 	go func() { _, _ = io.Copy(up, br); _ = up.(*net.TCPConn).CloseWrite() }()
 	_, _ = io.Copy(c, up)
@@ -308,5 +320,23 @@ func TestRunOverallTimeout(t *testing.T) {
 	}
 	if !rep.Incomplete || rep.Outcome.Message != MsgError || rep.Summary.Fail != rep.Summary.Total {
 		t.Errorf("incomplete=%v outcome=%d summary=%+v", rep.Incomplete, rep.Outcome.Message, rep.Summary)
+	}
+}
+
+// TestRunConcurrencyBound: never more probes in flight than Concurrency, however many checks.
+func TestRunConcurrencyBound(t *testing.T) {
+	ca, _ := testca.New("unit root")
+	pol, _ := policy.Parse("unit.yaml", []byte(unitPolicy))
+	px := startFakeProxy(t, pol, startOrigin(t, ca), "")
+	cfg := unitConfig(t, px.url(), ca)
+	cfg.Concurrency = 2
+	rep, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	px.mu.Lock()
+	defer px.mu.Unlock()
+	if px.maxOpen > 2 || px.maxOpen == 0 || px.seq < len(rep.Results) {
+		t.Errorf("%d requests at most awaiting an answer (want 1..2), %d answers for %d checks", px.maxOpen, px.seq, len(rep.Results))
 	}
 }
