@@ -194,6 +194,23 @@ func TestValidateAllPass(t *testing.T) {
 	checkOutputs(t, rep, v.policy)
 }
 
+// TestValidateAdminAudit: without the audit file, the admin listener's /v1/audit ties every
+// probe to the gateway's decision just as well.
+func TestValidateAdminAudit(t *testing.T) {
+	v := newValidateEnv(t, "", nil)
+	cfg := v.config(t)
+	cfg.Audit = validate.AdminAudit("http://" + v.gw.addrs.Admin)
+	rep := runValidate(t, cfg)
+	if rep.Outcome.Message != validate.MsgAllPassed || !strings.HasSuffix(rep.AuditSource, "/v1/audit") {
+		t.Fatalf("outcome %+v from %s\n%s", rep.Outcome, rep.AuditSource, table(t, rep))
+	}
+	for _, r := range rep.Results {
+		if r.Gateway == nil || !r.Gateway.Found || r.Gateway.Line == "" {
+			t.Errorf("%s: no gateway record from the admin listener", r.ID)
+		}
+	}
+}
+
 // checkOutputs writes every format and the evidence bundle and checks them as their readers do.
 func checkOutputs(t *testing.T, rep *validate.Report, policyText string) {
 	t.Helper()

@@ -1,6 +1,7 @@
 package validate
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -8,6 +9,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+
+	"github.com/scpgate/scpgate/gateway/audit"
 )
 
 // GatewayPolicy is what the gateway's admin endpoint says about the policy it runs.
@@ -56,4 +59,59 @@ func FetchGatewayPolicy(ctx context.Context, adminURL string) (*GatewayPolicy, e
 	}
 	gp.Raw = raw
 	return &gp, nil
+}
+
+// AdminAudit asks the gateway's admin listener (/v1/audit) for the records of the probes'
+// connection ids: for a validator that cannot read the gateway's audit file. The gateway keeps
+// the records of its most recent connections only.
+type AdminAudit string
+
+func (a AdminAudit) String() string { return strings.TrimRight(string(a), "/") + "/v1/audit" }
+
+// adminAuditBatch is how many ids go into one request (the admin listener takes 256).
+const adminAuditBatch = 100
+
+// Lookup asks for the ids in batches.
+func (a AdminAudit) Lookup(ctx context.Context, ids []string) (map[string]GatewayRecord, error) {
+	out := map[string]GatewayRecord{}
+	client := &http.Client{Transport: &http.Transport{Proxy: nil}}
+	defer client.CloseIdleConnections()
+	for start := 0; start < len(ids); start += adminAuditBatch {
+		q := url.Values{}
+		for _, id := range ids[start:min(start+adminAuditBatch, len(ids))] {
+			q.Add("conn", id)
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.String()+"?"+q.Encode(), nil)
+		if err != nil {
+			return out, err
+		}
+		req.Header.Set("User-Agent", userAgent)
+		resp, err := client.Do(req)
+		if err != nil {
+			return out, fmt.Errorf("admin %s: %w", a.String(), err)
+		}
+		var body struct {
+			Records []json.RawMessage `json:"records"`
+		}
+		err = json.NewDecoder(io.LimitReader(resp.Body, maxAdminAnswer)).Decode(&body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return out, fmt.Errorf("admin %s answered %s", a.String(), resp.Status)
+		}
+		if err != nil {
+			return out, fmt.Errorf("admin %s: %w", a.String(), err)
+		}
+		for _, raw := range body.Records {
+			var compact bytes.Buffer
+			if err := json.Compact(&compact, raw); err != nil {
+				continue
+			}
+			rec, err := audit.DecodeLine(compact.Bytes())
+			if err != nil {
+				continue
+			}
+			out[rec.ConnID] = recordOf(rec, compact.String())
+		}
+	}
+	return out, nil
 }

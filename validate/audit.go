@@ -59,15 +59,20 @@ func scanAudit(path string, want map[string]bool, out map[string]GatewayRecord) 
 			// A half-written last line or a foreign line is not this run's business.
 			continue
 		}
-		out[rec.ConnID] = GatewayRecord{
-			Found: true, ConnID: rec.ConnID, Decision: rec.Decision, Reason: rec.Reason, Group: rec.Group,
-			Pattern: rec.Pattern, Address: rec.Address, Status: rec.Status, SNI: rec.SNI, Line: string(line),
-		}
+		out[rec.ConnID] = recordOf(rec, string(line))
 	}
 	if err := sc.Err(); err != nil {
 		return fmt.Errorf("audit file %s: %w", path, err)
 	}
 	return nil
+}
+
+// recordOf is the part of an audit record a result shows; line is the record as written.
+func recordOf(rec audit.Record, line string) GatewayRecord {
+	return GatewayRecord{
+		Found: true, ConnID: rec.ConnID, Decision: rec.Decision, Reason: rec.Reason, Group: rec.Group,
+		Pattern: rec.Pattern, Address: rec.Address, Status: rec.Status, SNI: rec.SNI, Line: line,
+	}
 }
 
 // collect waits until the source has a record for every id or wait has passed, polling: the

@@ -44,8 +44,8 @@ type Config struct {
 	Concurrency int
 	// CheckTimeout bounds one probe (default 15s); Timeout bounds the whole run (default 2m).
 	CheckTimeout, Timeout time.Duration
-	// Audit is where the gateway's records come from; nil: probes are judged by the
-	// gateway's answers alone.
+	// Audit is where the gateway's records come from (AuditFiles, or AdminAudit for the admin
+	// listener's /v1/audit); nil: probes are judged by the gateway's answers alone.
 	Audit AuditSource
 	// AdminURL is the gateway's admin listener (http://host:port); when set, the run asks it
 	// which policy the gateway runs (/v1/policy) and reports whether it is the checked one.
@@ -336,12 +336,16 @@ func (fc *FileConfig) Build(base string, getenv func(string) string, shipped []b
 	if fc.DNSServer != "" {
 		cfg.Resolve = DNSResolver(fc.DNSServer)
 	}
-	if len(fc.Audit) > 0 {
+	switch {
+	case len(fc.Audit) > 0:
 		files := make(AuditFiles, len(fc.Audit))
 		for i, a := range fc.Audit {
 			files[i] = rel(a)
 		}
 		cfg.Audit = files
+	case fc.AdminURL != "":
+		// Without the files, the gateway's admin listener answers for its recent records.
+		cfg.Audit = AdminAudit(fc.AdminURL)
 	}
 	return cfg, nil
 }
