@@ -287,14 +287,24 @@ func TestValidateEndpointDown(t *testing.T) {
 	}
 }
 
+// shippedWith is the shipped policy with one edit; the test fails if old is not in it.
+func shippedWith(t *testing.T, old, new string) string {
+	t.Helper()
+	b, err := os.ReadFile(shippedPolicy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Replace(string(b), old, new, 1)
+	if text == string(b) {
+		t.Fatalf("the shipped policy no longer holds %q: update the test", old)
+	}
+	return text
+}
+
 // TestValidateEndpointDenied: a gateway whose policy lacks an endpoint the checked policy lists
 // refuses it (403 no_rule): 11412, and ConfigMgr would call the 403 reachable.
 func TestValidateEndpointDenied(t *testing.T) {
-	b, _ := os.ReadFile(shippedPolicy)
-	text := strings.Replace(string(b), "      - aka.ms                              # Microsoft URL forwarding: always needed\n", "", 1)
-	if text == string(b) {
-		t.Fatal("the test could not remove aka.ms from the shipped policy")
-	}
+	text := shippedWith(t, "      - aka.ms                              # Microsoft URL forwarding: always needed\n", "")
 	v := newValidateEnv(t, text, nil)
 	rep := runValidate(t, v.config(t))
 	if rep.Outcome.Message != validate.MsgError {
@@ -313,11 +323,7 @@ func TestValidateEndpointDenied(t *testing.T) {
 // TestValidateTooOpen: a gateway that also allows the apex manage.microsoft.com lets a
 // must-block probe through: 11412 naming that check.
 func TestValidateTooOpen(t *testing.T) {
-	b, _ := os.ReadFile(shippedPolicy)
-	text := strings.Replace(string(b), "      - go.microsoft.com\n      - aka.ms", "      - go.microsoft.com\n      - manage.microsoft.com\n      - aka.ms", 1)
-	if text == string(b) {
-		t.Fatal("the test could not open the policy")
-	}
+	text := shippedWith(t, "      - go.microsoft.com\n      - aka.ms", "      - go.microsoft.com\n      - manage.microsoft.com\n      - aka.ms")
 	v := newValidateEnv(t, text, nil)
 	rep := runValidate(t, v.config(t))
 	const id = "block/wildcard_apex/manage.microsoft.com:443"
