@@ -7,12 +7,14 @@ import (
 	"crypto/tls"
 	"encoding/csv"
 	"encoding/xml"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -421,5 +423,88 @@ func TestValidateTLSInspection(t *testing.T) {
 	}
 	if rep.Outcome.Message != validate.MsgError {
 		t.Errorf("outcome %+v", rep.Outcome)
+	}
+}
+
+// TestValidateCommand runs the binary with a configuration file, as an administrator would on
+// the SCP: exit 0 for 11410, every output file written, and `validate verify` exit 0 on the
+// bundle and 1 once a byte of it changed.
+func TestValidateCommand(t *testing.T) {
+	v := newValidateEnv(t, "", nil)
+	bin := buildScpgate(t)
+	dir := t.TempDir()
+	write := func(name, text string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	write("scp.cred", "alice:alice-pw\n")
+	pol, err := filepath.Abs(shippedPolicy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := v.config(t)
+	var samples strings.Builder
+	for p, names := range validateSamples {
+		fmt.Fprintf(&samples, "  %q: [%s]\n", p, strings.Join(names, ", "))
+	}
+	conf := write("validate.yaml", fmt.Sprintf(`proxy: https://%s
+proxy_ca: %s
+credentials_file: scp.cred
+ca_bundle: %s
+policy: %s
+samples:
+%sissuers:
+  "*": [%q]
+private_address: %s
+metadata_address: %s
+private_name: %s
+dns_server: %s
+audit: [%s]
+admin_url: http://%s
+formats: [table, json, html, junit, csv]
+output_dir: out
+evidence: evidence
+timeout: 90s
+`, v.gw.tlsAddr, v.sw.CAFile, v.sw.CAFile, pol, samples.String(), cfg.Issuers["*"][0], cfg.Derive.PrivateAddr, cfg.Derive.MetadataAddr,
+		privateName, v.sw.DNS.Addr(), v.gw.auditPath, v.gw.addrs.Admin))
+	run := func(args ...string) (int, string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, bin, args...)
+		cmd.Env = append(os.Environ(), "SCPGATE_PROXY_USER=", "SCPGATE_PROXY_PASSWORD=")
+		out, err := cmd.CombinedOutput()
+		var ee *exec.ExitError
+		switch {
+		case errors.As(err, &ee):
+			return ee.ExitCode(), string(out)
+		case err != nil:
+			t.Fatal(err)
+		}
+		return 0, string(out)
+	}
+	code, out := run("validate", "-config", conf, "-q", "-no-progress")
+	if code != 0 || !strings.Contains(out, "11410 informational") {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+	for _, f := range render.Formats {
+		if st, err := os.Stat(filepath.Join(dir, "out", render.FileName(f))); err != nil || st.Size() == 0 {
+			t.Errorf("%s report: %v", f, err)
+		}
+	}
+	ev := filepath.Join(dir, "evidence")
+	if code, out := run("validate", "verify", ev); code != 0 || !strings.Contains(out, "files verified") {
+		t.Fatalf("verify: exit %d: %s", code, out)
+	}
+	pv := filepath.Join(ev, evidence.PolicyFile)
+	data, _ := os.ReadFile(pv)
+	data[0] ^= 0x20
+	if err := os.WriteFile(pv, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, out := run("validate", "verify", ev); code != 1 || !strings.Contains(out, "policy.yaml: sha256") {
+		t.Fatalf("verify after a change: exit %d: %s", code, out)
 	}
 }

@@ -95,6 +95,12 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 			return fail("%v", err)
 		}
 		base = filepath.Dir(*configFile)
+		// The file's own output paths are relative to it, like its other paths.
+		for _, p := range []*string{&fc.OutputDir, &fc.Evidence} {
+			if *p != "" && !filepath.IsAbs(*p) {
+				*p = filepath.Join(base, *p)
+			}
+		}
 	}
 	// Flags override the file; a flag's relative path is relative to the working directory.
 	abs := func(p string) string {
