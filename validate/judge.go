@@ -132,6 +132,9 @@ func judgePass(r *Result, audited bool) {
 			fail("refused by the gateway: %d %s", r.Proxy.Status, orUnknown(code))
 		}
 		return
+	case r.Probe == ProbeHTTP:
+		judgePlainHTTP(r, audited)
+		return
 	case r.TLS == nil:
 		fail("%s", r.Error)
 		return
@@ -170,6 +173,22 @@ func judgePass(r *Result, audited bool) {
 	r.Detail = fmt.Sprintf("reachable: %s, %s, HTTP %d", r.TLS.Version, r.TLS.Cipher, r.HTTPStatus)
 	if r.Gateway != nil && r.Gateway.Found {
 		r.Detail += fmt.Sprintf("; gateway: %s by %s (%s) via %s", r.Gateway.Decision, r.Gateway.Group, r.Gateway.Pattern, orUnknown(r.Gateway.Address))
+	}
+}
+
+// judgePlainHTTP judges a plain-HTTP endpoint the gateway forwarded: the origin's answer counts.
+func judgePlainHTTP(r *Result, audited bool) {
+	switch {
+	case r.HTTPStatus == 0:
+		r.Status, r.Detail = StatusFail, "no HTTP answer: "+lastStepError(r)
+	case ConfigMgrFails(r.HTTPStatus):
+		r.Status, r.Detail = StatusFail, fmt.Sprintf("the endpoint answered %d, which ConfigMgr counts as a failure", r.HTTPStatus)
+	case audited && (r.Gateway == nil || !r.Gateway.Found):
+		r.Status, r.Detail = StatusWarn, "no gateway audit record for connection "+orUnknown(r.Proxy.ConnID)
+	case r.HTTPStatus >= 500:
+		r.Status, r.Detail = StatusWarn, fmt.Sprintf("the endpoint answered %d", r.HTTPStatus)
+	default:
+		r.Status, r.Detail = StatusPass, fmt.Sprintf("reachable over plain HTTP: %d", r.HTTPStatus)
 	}
 }
 

@@ -71,6 +71,10 @@ func TestJudge(t *testing.T) {
 		{"endpoint inspected", Result{Check: pass, Proxy: &ProxyAnswer{Status: 200}, TLS: &TLSInfo{Inspected: true, ExpectedIssuers: []string{"R"}, Chain: []Cert{{Issuer: "CN=Evil"}}}}, false, StatusFail, "", "TLS inspection detected"},
 		{"endpoint expiring", Result{Check: pass, Proxy: &ProxyAnswer{Status: 200}, TLS: &TLSInfo{Verified: true, Chain: []Cert{{DaysLeft: 3}}}, HTTPStatus: 200}, false, StatusWarn, "", "expires in 3 days"},
 		{"endpoint without record", Result{Check: pass, Proxy: &ProxyAnswer{Status: 200, ConnID: "c9"}, TLS: okTLS, HTTPStatus: 200, Gateway: &GatewayRecord{ConnID: "c9"}}, true, StatusWarn, "", "no gateway audit record for connection c9"},
+		{"plain HTTP endpoint", Result{Check: Check{Expect: ExpectPass, Probe: ProbeHTTP, Host: "crl.test", Port: 80, Path: "/pki/"}, Proxy: &ProxyAnswer{Status: 200, ConnID: "c5"}, HTTPStatus: 200, Gateway: &GatewayRecord{Found: true, ConnID: "c5", Decision: "allow"}}, true, StatusPass, "", "reachable over plain HTTP: 200"},
+		{"plain HTTP endpoint 404", Result{Check: Check{Expect: ExpectPass, Probe: ProbeHTTP, Host: "crl.test", Port: 80}, Proxy: &ProxyAnswer{Status: 404}, HTTPStatus: 404}, false, StatusPass, "", "404"},
+		{"plain HTTP endpoint refused", Result{Check: Check{Expect: ExpectPass, Probe: ProbeHTTP, Host: "crl.test", Port: 80}, Proxy: &ProxyAnswer{Status: 403, Reason: "path_not_allowed", ConnID: "c6"}, HTTPStatus: 403}, false, StatusFail, "gateway", "refused by the gateway: 403 path_not_allowed"},
+		{"plain HTTP near miss refused", Result{Check: Check{Expect: ExpectBlock, Probe: ProbeHTTP, Host: "go.test", Port: 80, ExpectReason: "port_not_allowed"}, Proxy: &ProxyAnswer{Status: 403, Reason: "port_not_allowed", ConnID: "c7"}, HTTPStatus: 403}, false, StatusPass, "gateway", "403 port_not_allowed"},
 		{"proxy down", Result{Check: pass, Error: "proxy 127.0.0.1:1 not reachable: connection refused"}, false, StatusFail, "other", "not reachable"},
 	}
 	for _, tt := range tests {
