@@ -68,6 +68,9 @@ type Check struct {
 	Creds   Credentials `json:"credentials"`
 	// ExpectReason is the reason code the gateway must give (block checks).
 	ExpectReason policy.Reason `json:"expect_reason,omitempty"`
+	// ExpectStatus is the HTTP status that goes with ExpectReason (0 for a tunnel that is cut
+	// after 200, as for sni_mismatch).
+	ExpectStatus int `json:"expect_status,omitempty"`
 	// ReportMode: the policy lets this through in report mode (would_deny), so a pass is a
 	// warning, not a failure.
 	ReportMode bool   `json:"report_mode,omitempty"`

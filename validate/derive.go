@@ -213,6 +213,7 @@ func Derive(pol *policy.Policy, o DeriveOptions) (*Plan, error) {
 	for i := range d.plan.Checks {
 		c := &d.plan.Checks[i]
 		c.ID = checkID(c)
+		c.ExpectStatus = expectStatus(c)
 	}
 	return &d.plan, nil
 }
@@ -585,6 +586,14 @@ func (d *deriver) notEnabled(checked []*policy.Group) {
 		}
 	}
 	sort.SliceStable(d.plan.Drift.NotEnabled, func(i, j int) bool { return d.plan.Drift.NotEnabled[i].Group < d.plan.Drift.NotEnabled[j].Group })
+}
+
+// expectStatus is the status the gateway answers a must-block check with.
+func expectStatus(c *Check) int {
+	if c.Expect != ExpectBlock || c.Probe == ProbeFronting || c.ExpectReason == "" {
+		return 0
+	}
+	return c.ExpectReason.Status()
 }
 
 // checkID names a check: expectation, kind, target and, where they differ, the SNI and

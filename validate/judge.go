@@ -230,6 +230,9 @@ func judgeBlock(r *Result, audited bool) {
 	case got == "" && r.Probe == ProbeFronting:
 		r.Status = StatusPass
 		r.Detail = "the gateway cut the tunnel during the handshake (reason not confirmed: no audit source)"
+	case got == string(r.ExpectReason) && r.ExpectStatus != 0 && r.Proxy.Status != r.ExpectStatus:
+		r.Status = StatusWarn
+		r.Detail = fmt.Sprintf("blocked by the gateway with %s, but status %d instead of %d", got, r.Proxy.Status, r.ExpectStatus)
 	case got == string(r.ExpectReason):
 		r.Status = StatusPass
 		r.Detail = fmt.Sprintf("blocked by the gateway: %s %s", statusText(r), got)

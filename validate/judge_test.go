@@ -55,6 +55,7 @@ func TestJudge(t *testing.T) {
 		detail  string
 	}{
 		{"gateway denial with expected reason", Result{Check: block, Proxy: &ProxyAnswer{Status: 403, Reason: "no_rule", ConnID: "c1"}}, false, StatusPass, "gateway", "blocked by the gateway: 403 no_rule"},
+		{"expected reason, other status", Result{Check: Check{Expect: ExpectBlock, Probe: ProbeTLS, Host: "x.test", Port: 443, ExpectReason: "no_rule", ExpectStatus: 403}, Proxy: &ProxyAnswer{Status: 502, Reason: "no_rule"}}, false, StatusWarn, "gateway", "status 502 instead of 403"},
 		{"other reason", Result{Check: block, Proxy: &ProxyAnswer{Status: 403, Reason: "denied_pattern", ConnID: "c1"}}, false, StatusWarn, "gateway", "instead of no_rule"},
 		{"403 without headers", Result{Check: block, Proxy: &ProxyAnswer{Status: 403}}, false, StatusWarn, "other", "blocked, but not by the gateway"},
 		{"403 with headers but no audit record", Result{Check: block, Proxy: &ProxyAnswer{Status: 403, Reason: "no_rule", ConnID: "c1"}, Gateway: &GatewayRecord{ConnID: "c1"}}, true, StatusWarn, "other", "no gateway audit record"},

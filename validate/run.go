@@ -236,6 +236,7 @@ func (p *prober) ipLiteralChecks(ctx context.Context, results []Result) ([]Check
 			Host: addr.String(), Port: r.Port, Creds: CredsConfigured, ExpectReason: d.Reason, ReportMode: d.WouldDeny,
 			Why: "the IP literal of " + src, From: r.ID}
 		c.ID = checkID(&c)
+		c.ExpectStatus = expectStatus(&c)
 		checks = append(checks, c)
 	}
 	return checks, skipped

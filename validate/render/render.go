@@ -161,6 +161,9 @@ func expectText(r validate.Result) string {
 	if r.Expect == validate.ExpectPass {
 		return "reachable"
 	}
+	if r.ExpectStatus != 0 {
+		return fmt.Sprintf("blocked: %d %s", r.ExpectStatus, r.ExpectReason)
+	}
 	return "blocked: " + string(r.ExpectReason)
 }
 
