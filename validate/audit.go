@@ -2,9 +2,11 @@ package validate
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"time"
 
@@ -13,15 +15,16 @@ import (
 
 // AuditSource gives the gateway's audit records for connection ids.
 type AuditSource interface {
-	// Lookup returns the records it has for ids (the last record of each id: a tunnel's
-	// "close" record supersedes nothing, a denial has only its "decision" record).
+	// Lookup returns the records it has for ids: the latest record of each (a refusal has
+	// its "decision" record, a tunnel its "close" record, written when it ends).
 	Lookup(ctx context.Context, ids []string) (map[string]GatewayRecord, error)
 	// String names the source for the report.
 	String() string
 }
 
 // AuditFiles reads the gateway's audit files (JSON lines, as gateway/audit writes them).
-// Every Lookup rereads them, so records written during the run are seen.
+// Every Lookup rereads them whole; Run reads only what was appended since it started (see
+// tail), and rereads them whole only if records are still missing at the end.
 type AuditFiles []string
 
 func (a AuditFiles) String() string { return fmt.Sprint([]string(a)) }
@@ -65,6 +68,83 @@ func scanAudit(path string, want map[string]bool, out map[string]GatewayRecord) 
 		return fmt.Errorf("audit file %s: %w", path, err)
 	}
 	return nil
+}
+
+// tail follows audit files from where they ended when it was made: a run polls for its
+// records every 100 ms, and rereading a large audit file each time would cost the gateway's
+// disk more than the probes cost its network. A file that shrank (rotated or truncated) is read
+// again from its start.
+type tail struct {
+	files AuditFiles
+	off   []int64
+	seen  map[string]GatewayRecord // every record appended since the start, by connection id
+}
+
+// newTail starts following files at their current ends.
+func newTail(files AuditFiles) *tail {
+	t := &tail{files: files, off: make([]int64, len(files)), seen: map[string]GatewayRecord{}}
+	for i, p := range files {
+		if st, err := os.Stat(p); err == nil {
+			t.off[i] = st.Size()
+		}
+	}
+	return t
+}
+
+func (t *tail) String() string { return t.files.String() }
+
+// Lookup reads what was appended since the last call and answers from every record seen.
+func (t *tail) Lookup(ctx context.Context, ids []string) (map[string]GatewayRecord, error) {
+	for i, p := range t.files {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if err := t.read(i, p); err != nil {
+			return nil, err
+		}
+	}
+	out := make(map[string]GatewayRecord, len(ids))
+	for _, id := range ids {
+		if r, ok := t.seen[id]; ok {
+			out[id] = r
+		}
+	}
+	return out, nil
+}
+
+// read consumes the complete lines appended to file i; a half-written last line waits for the
+// next call.
+func (t *tail) read(i int, path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("audit file: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("audit file: %w", err)
+	}
+	if st.Size() < t.off[i] {
+		t.off[i] = 0
+	}
+	if _, err := f.Seek(t.off[i], io.SeekStart); err != nil {
+		return fmt.Errorf("audit file %s: %w", path, err)
+	}
+	br := bufio.NewReaderSize(f, 64<<10)
+	for {
+		line, err := br.ReadBytes('\n')
+		if err != nil {
+			// io.EOF: an incomplete line (or none) is left for the next call.
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return fmt.Errorf("audit file %s: %w", path, err)
+		}
+		t.off[i] += int64(len(line))
+		if rec, err := audit.DecodeLine(line); err == nil && rec.ConnID != "" {
+			t.seen[rec.ConnID] = recordOf(rec, string(bytes.TrimRight(line, "\r\n")))
+		}
+	}
 }
 
 // recordOf is the part of an audit record a result shows; line is the record as written.

@@ -52,6 +52,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	runCtx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
 	p := &prober{cfg: &cfg, now: cfg.Now}
+	// Audit files are followed from where they end now: the probes' records come after.
+	au := auditor{src: cfg.Audit, wait: cfg.AuditWait}
+	if files, ok := cfg.Audit.(AuditFiles); ok {
+		au.src, au.full = newTail(files), files
+	}
 	prog := &progress{fn: cfg.Progress, total: len(plan.Checks)}
 
 	// The wrong-password probe runs last, alone: the gateway counts failed logins per address
@@ -65,7 +70,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 	}
 	results := p.runAll(runCtx, first, cfg.Concurrency, prog)
-	if err := match(runCtx, &cfg, results); err != nil {
+	if err := au.match(runCtx, results); err != nil {
 		return nil, err
 	}
 	// The IP-literal near misses need the address each name resolved to: the gateway's vetted
@@ -74,12 +79,12 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	rep.Drift.Skipped = append(rep.Drift.Skipped, skipped...)
 	prog.add(len(lits))
 	more := p.runAll(runCtx, lits, cfg.Concurrency, prog)
-	if err := match(runCtx, &cfg, more); err != nil {
+	if err := au.match(runCtx, more); err != nil {
 		return nil, err
 	}
 	results = append(results, more...)
 	final := p.runAll(runCtx, last, 1, prog)
-	if err := match(runCtx, &cfg, final); err != nil {
+	if err := au.match(runCtx, final); err != nil {
 		return nil, err
 	}
 	results = append(results, final...)
@@ -165,9 +170,16 @@ func (p *prober) runAll(ctx context.Context, checks []Check, n int, prog *progre
 	return results
 }
 
+// auditor matches results with the gateway's records.
+type auditor struct {
+	src  AuditSource
+	full AuditSource // read whole when src (a tail) still misses records; nil: none
+	wait time.Duration
+}
+
 // match attaches the gateway's audit records to results by connection id.
-func match(ctx context.Context, cfg *Config, results []Result) error {
-	if cfg.Audit == nil {
+func (a *auditor) match(ctx context.Context, results []Result) error {
+	if a.src == nil {
 		return nil
 	}
 	var ids []string
@@ -176,7 +188,11 @@ func match(ctx context.Context, cfg *Config, results []Result) error {
 			ids = append(ids, r.Proxy.ConnID)
 		}
 	}
-	recs, err := collect(ctx, cfg.Audit, ids, cfg.AuditWait)
+	recs, err := collect(ctx, a.src, ids, a.wait)
+	if err == nil && len(recs) < len(ids) && a.full != nil {
+		// A file rotated during the run: its earlier part is in another file now.
+		recs, err = a.full.Lookup(context.WithoutCancel(ctx), ids)
+	}
 	if err != nil {
 		return fmt.Errorf("validate: reading the gateway's audit records: %w", err)
 	}
