@@ -104,6 +104,7 @@ func (v *validateEnv) config(t *testing.T) validate.Config {
 		AdminURL:     "http://" + v.gw.addrs.Admin,
 		Resolve:      validate.DNSResolver(v.sw.DNS.Addr()),
 		Concurrency:  8,
+		Rate:         -1, // TestValidateAllPass sets the default pace
 		CheckTimeout: 10 * time.Second,
 		Timeout:      90 * time.Second,
 		AuditWait:    5 * time.Second,
@@ -149,7 +150,9 @@ func table(t *testing.T, rep *validate.Report) string {
 // gateway's record by connection id, and every output format is well-formed.
 func TestValidateAllPass(t *testing.T) {
 	v := newValidateEnv(t, "", nil)
-	rep := runValidate(t, v.config(t))
+	cfg := v.config(t)
+	cfg.Rate = 0 // the default: under the gateway's default request rate
+	rep := runValidate(t, cfg)
 	if rep.Outcome.Message != validate.MsgAllPassed || rep.Outcome.ExitCode != 0 {
 		t.Fatalf("outcome %+v\n%s", rep.Outcome, table(t, rep))
 	}
@@ -169,6 +172,9 @@ func TestValidateAllPass(t *testing.T) {
 		if r.Gateway == nil || !r.Gateway.Found || r.Gateway.ConnID != r.Proxy.ConnID {
 			t.Errorf("%s: not matched with the gateway's audit record: %+v", r.ID, r.Gateway)
 			continue
+		}
+		if r.Attempts != 1 {
+			t.Errorf("%s: %d attempts: the default pace should stay under the gateway's rate limit", r.ID, r.Attempts)
 		}
 		switch r.Expect {
 		case validate.ExpectPass:

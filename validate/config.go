@@ -42,6 +42,10 @@ type Config struct {
 	Issuers map[string][]string
 	// Concurrency bounds the probes in flight (default 8).
 	Concurrency int
+	// Rate bounds the probes started per second (default 20; negative: no bound), so a run
+	// stays under the gateway's per-client request rate (50 per second by default) alongside
+	// the SCP's own traffic. A probe the gateway still answers 429 is retried.
+	Rate float64
 	// CheckTimeout bounds one probe (default 15s); Timeout bounds the whole run (default 2m).
 	CheckTimeout, Timeout time.Duration
 	// Audit is where the gateway's records come from (AuditFiles, or AdminAudit for the admin
@@ -81,6 +85,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.CheckTimeout <= 0 {
 		c.CheckTimeout = 15 * time.Second
+	}
+	if c.Rate == 0 {
+		c.Rate = 20
 	}
 	if c.Timeout <= 0 {
 		c.Timeout = 2 * time.Minute
@@ -142,6 +149,7 @@ type FileConfig struct {
 	PrivateName     string              `yaml:"private_name"`
 	DNSServer       string              `yaml:"dns_server"`
 	Concurrency     int                 `yaml:"concurrency"`
+	Rate            float64             `yaml:"rate"` // probes started per second; -1: no bound
 	CheckTimeout    string              `yaml:"check_timeout"`
 	Timeout         string              `yaml:"timeout"`
 	AuditWait       string              `yaml:"audit_wait"`
@@ -277,7 +285,7 @@ func (fc *FileConfig) Build(base string, getenv func(string) string, shipped []b
 		}
 		return filepath.Join(base, p)
 	}
-	cfg := Config{Proxy: fc.Proxy, Issuers: fc.Issuers, Concurrency: fc.Concurrency, AdminURL: fc.AdminURL}
+	cfg := Config{Proxy: fc.Proxy, Issuers: fc.Issuers, Concurrency: fc.Concurrency, Rate: fc.Rate, AdminURL: fc.AdminURL}
 	if fc.Proxy == "" {
 		return cfg, errors.New("proxy: required (http://host:port of the gateway)")
 	}

@@ -150,7 +150,18 @@ func (p *prober) runAll(ctx context.Context, checks []Check, n int, prog *progre
 	results := make([]Result, len(checks))
 	sem := make(chan struct{}, n)
 	var wg sync.WaitGroup
+	var interval time.Duration
+	if p.cfg.Rate > 0 {
+		interval = time.Duration(float64(time.Second) / p.cfg.Rate)
+	}
+	next := time.Now()
 	for i, c := range checks {
+		if !pace(ctx, next) {
+			results[i] = Result{Check: c, Steps: []Step{}, Error: "not run: the overall timeout ended the run"}
+			prog.tick()
+			continue
+		}
+		next = next.Add(interval)
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
@@ -175,6 +186,22 @@ type auditor struct {
 	src  AuditSource
 	full AuditSource // read whole when src (a tail) still misses records; nil: none
 	wait time.Duration
+}
+
+// pace waits until t; false if ctx ended first.
+func pace(ctx context.Context, t time.Time) bool {
+	d := time.Until(t)
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-timer.C:
+		return true
+	}
 }
 
 // match attaches the gateway's audit records to results by connection id.

@@ -184,6 +184,7 @@ func unitConfig(t *testing.T, proxy string, ca *testca.CA) Config {
 		Derive:       DeriveOptions{Samples: map[string][]string{"*.b.example.test": {"x.b.example.test"}}, PrivateAddr: "127.0.0.2", MetadataAddr: "127.0.0.3"},
 		CheckTimeout: 5 * time.Second,
 		Timeout:      30 * time.Second,
+		Rate:         -1,
 		Resolve: func(context.Context, string) ([]netip.Addr, error) {
 			return []netip.Addr{netip.MustParseAddr("127.0.0.9")}, nil
 		},
@@ -338,5 +339,24 @@ func TestRunConcurrencyBound(t *testing.T) {
 	defer px.mu.Unlock()
 	if px.maxOpen > 2 || px.maxOpen == 0 || px.seq < len(rep.Results) {
 		t.Errorf("%d requests at most awaiting an answer (want 1..2), %d answers for %d checks", px.maxOpen, px.seq, len(rep.Results))
+	}
+}
+
+// TestRunRate: probes start no faster than Rate per second.
+func TestRunRate(t *testing.T) {
+	ca, _ := testca.New("unit root")
+	pol, _ := policy.Parse("unit.yaml", []byte(unitPolicy))
+	px := startFakeProxy(t, pol, startOrigin(t, ca), "")
+	cfg := unitConfig(t, px.url(), ca)
+	cfg.Rate = 40
+	start := time.Now()
+	rep, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// n probes in the first phase start at 0, 1/40 s, ..., (n-1)/40 s.
+	first := len(rep.Results) - 1 // the IP-literal probe starts a phase of its own
+	if least := time.Duration(first-1) * time.Second / 40; time.Since(start) < least {
+		t.Errorf("%d probes in %v at 40 per second; want at least %v", first, time.Since(start), least)
 	}
 }

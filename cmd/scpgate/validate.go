@@ -65,6 +65,7 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 	dnsServer := fs.String("dns-server", "", "`IP:port` of a DNS server for the IP-literal checks (default: system resolver)")
 	admin := fs.String("admin", "", "the gateway's admin `URL` (http://host:port), for /v1/policy")
 	concurrency := fs.Int("concurrency", 0, "probes in flight (default 8)")
+	rate := fs.Float64("rate", 0, "probes started per second (default 20; -1: no bound)")
 	checkTimeout := fs.String("check-timeout", "", "timeout of one probe (default 15s)")
 	timeout := fs.String("timeout", "", "timeout of the whole run (default 2m)")
 	formats := fs.String("format", "", "comma-separated outputs: "+strings.Join(render.Formats, ", ")+" (default table)")
@@ -144,6 +145,9 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 	}
 	if *concurrency != 0 {
 		fc.Concurrency = *concurrency
+	}
+	if *rate != 0 {
+		fc.Rate = *rate
 	}
 	for _, a := range audits {
 		fc.Audit = append(fc.Audit, abs(a))
