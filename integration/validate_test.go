@@ -223,7 +223,7 @@ func TestValidateAdminAudit(t *testing.T) {
 func checkOutputs(t *testing.T, rep *validate.Report, policyText string) {
 	t.Helper()
 	dir := t.TempDir()
-	paths, err := render.WriteFiles(dir, render.Formats, rep)
+	paths, err := render.WriteFiles(dir, render.Formats(), rep)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -495,7 +495,7 @@ timeout: 90s
 	if code != 0 || !strings.Contains(out, "11410 informational") {
 		t.Fatalf("exit %d:\n%s", code, out)
 	}
-	for _, f := range render.Formats {
+	for _, f := range render.Formats() {
 		if st, err := os.Stat(filepath.Join(dir, "out", render.FileName(f))); err != nil || st.Size() == 0 {
 			t.Errorf("%s report: %v", f, err)
 		}

@@ -68,7 +68,7 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 	rate := fs.Float64("rate", 0, "probes started per second (default 20; -1: no bound)")
 	checkTimeout := fs.String("check-timeout", "", "timeout of one probe (default 15s)")
 	timeout := fs.String("timeout", "", "timeout of the whole run (default 2m)")
-	formats := fs.String("format", "", "comma-separated outputs: "+strings.Join(render.Formats, ", ")+" (default table)")
+	formats := fs.String("format", "", "comma-separated outputs: "+strings.Join(render.Formats(), ", ")+" (default table)")
 	outDir := fs.String("out", "", "`folder` for the output files (required for formats other than table)")
 	evidenceDir := fs.String("evidence", "", "write the evidence bundle into this new `folder`")
 	noProgress := fs.Bool("no-progress", false, "no progress bar even on a terminal")
@@ -227,7 +227,7 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 		if err != nil {
 			return fail("writing reports: %v", err)
 		}
-		for _, f := range render.Formats {
+		for _, f := range render.Formats() {
 			if p, ok := paths[f]; ok {
 				fmt.Fprintf(stdout, "%s report: %s\n", f, p)
 			}

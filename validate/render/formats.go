@@ -107,15 +107,15 @@ func (e *errWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// CSVHeader is the first row of the CSV output.
-var CSVHeader = []string{"id", "group", "kind", "expect", "expect_reason", "target", "sni", "status", "blocked", "blocked_by",
+// csvHeader is the first row of the CSV output.
+var csvHeader = []string{"id", "group", "kind", "expect", "expect_reason", "target", "sni", "status", "blocked", "blocked_by",
 	"proxy_status", "proxy_reason", "conn_id", "gateway_decision", "gateway_reason", "gateway_group", "gateway_pattern",
 	"gateway_address", "tls_version", "tls_cipher", "tls_inspected", "http_status", "configmgr", "total_ms", "detail"}
 
 // CSV writes one row per check.
 func CSV(w io.Writer, rep *validate.Report) error {
 	cw := csv.NewWriter(w)
-	if err := cw.Write(CSVHeader); err != nil {
+	if err := cw.Write(csvHeader); err != nil {
 		return err
 	}
 	for _, r := range rep.Results {

@@ -25,10 +25,10 @@ var Schema []byte
 // SchemaID is the schema's $id.
 const SchemaID = "https://scpgate.invalid/schema/validate-report-v1.json"
 
-// Formats are the output formats, in the order they are written.
-var Formats = []string{"table", "json", "html", "junit", "csv"}
+// Formats returns the output formats, in the order they are written.
+func Formats() []string { return []string{"table", "json", "html", "junit", "csv"} }
 
-// FileNames maps a format to the file it is written to by WriteFiles.
+// fileNames maps a format to the file it is written to by WriteFiles.
 var fileNames = map[string]string{
 	"table": "validate.txt",
 	"json":  "validate.json",
@@ -54,14 +54,14 @@ func Write(w io.Writer, format string, rep *validate.Report) error {
 	case "csv":
 		return CSV(w, rep)
 	}
-	return fmt.Errorf("unknown output format %q (want %s)", format, strings.Join(Formats, ", "))
+	return fmt.Errorf("unknown output format %q (want %s)", format, strings.Join(Formats(), ", "))
 }
 
 // CheckFormats refuses unknown format names.
 func CheckFormats(formats []string) error {
 	for _, f := range formats {
-		if !slices.Contains(Formats, f) {
-			return fmt.Errorf("unknown output format %q (want %s)", f, strings.Join(Formats, ", "))
+		if !slices.Contains(Formats(), f) {
+			return fmt.Errorf("unknown output format %q (want %s)", f, strings.Join(Formats(), ", "))
 		}
 	}
 	return nil

@@ -192,11 +192,11 @@ func TestTable(t *testing.T) {
 
 func TestWriteFiles(t *testing.T) {
 	dir := t.TempDir()
-	paths, err := render.WriteFiles(dir, render.Formats, sampleReport())
+	paths, err := render.WriteFiles(dir, render.Formats(), sampleReport())
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range render.Formats {
+	for _, f := range render.Formats() {
 		if st, err := os.Stat(paths[f]); err != nil || st.Size() == 0 || filepath.Dir(paths[f]) != dir {
 			t.Errorf("%s: %v", f, err)
 		}
