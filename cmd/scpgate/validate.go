@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -14,6 +13,7 @@ import (
 	"github.com/schollz/progressbar/v3"
 
 	"github.com/scpgate/scpgate"
+	"github.com/scpgate/scpgate/internal/cmdline"
 	"github.com/scpgate/scpgate/validate"
 	"github.com/scpgate/scpgate/validate/evidence"
 	"github.com/scpgate/scpgate/validate/render"
@@ -23,16 +23,30 @@ import (
 // configuration): 0, 1 and 2 are taken by ConfigMgr's outcomes 11410, 11411 and 11412.
 const exitCannotRun = 3
 
-const validateUsage = `Usage:
-  scpgate validate [-config FILE] [flags]   probe every endpoint and near miss through the gateway
-  scpgate validate verify DIR               check an evidence bundle's hashes
+var validateHelp = cmdline.Help{
+	Synopsis: "scpgate validate [-config FILE] [flags]",
+	About: `Probes every endpoint of the enabled groups through the gateway as the SCP does (proxy TCP
+and TLS, credentials, the CONNECT answer, the TLS chain, one HTTP request, timing), and the near
+misses derived from the policy that must be blocked, each with its expected reason. With -audit
+or -admin each probe is matched with the gateway's audit record by connection id.
 
 Exit codes: 0 all passed (11410), 1 warnings only (11411), 2 a required endpoint failed or a
-must-block check passed (11412), 3 the run could not start.
+must-block check passed (11412), 3 the run could not start (bad flags or configuration).
 
 Flags override the configuration file. Credentials: -credentials FILE (one line user:password),
-or -user U with the password in SCPGATE_PROXY_PASSWORD.
-`
+or -user U with the password in SCPGATE_PROXY_PASSWORD. See also: scpgate validate verify DIR.`,
+	Example: `scpgate validate -proxy https://gw:3129 -proxy-ca corp-ca.pem -credentials scp.cred \
+    -sample '*.manage.microsoft.com=sccm.manage.microsoft.com' -audit audit.log \
+    -format table,html,json -out report/ -evidence evidence/`,
+}
+
+var verifyHelp = cmdline.Help{
+	Synopsis: "scpgate validate verify DIR",
+	About: `Checks an evidence bundle written by scpgate validate -evidence: every file against
+MANIFEST.sha256, nothing added or missing, and the policy's hash against the results.
+Exit 0 intact, 1 changed, 3 not a bundle.`,
+	Example: "scpgate validate verify evidence/",
+}
 
 // listFlag collects a repeatable flag.
 type listFlag []string
@@ -44,44 +58,38 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "verify" {
 		return cmdValidateVerify(args[1:], stdout, stderr)
 	}
-	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, validateUsage); fs.PrintDefaults() }
-	configFile := fs.String("config", "", "YAML configuration `file` (see README: scpgate validate)")
+	fs := cmdline.NewFlagSet("validate", stderr)
+	configFile := fs.String("config", "", "YAML configuration `FILE` (see README: scpgate validate)")
 	proxy := fs.String("proxy", "", "the gateway as the SCP uses it: http://host:port or https://host:port")
-	proxyCA := fs.String("proxy-ca", "", "CA bundle `file` for an https:// proxy")
-	creds := fs.String("credentials", "", "`file` with one line user:password")
+	proxyCA := fs.String("proxy-ca", "", "CA bundle `FILE` for an https:// proxy")
+	creds := fs.String("credentials", "", "`FILE` with one line user:password")
 	user := fs.String("user", "", "proxy user; the password is read from "+validate.EnvPassword)
-	caBundle := fs.String("ca", "", "trusted CA bundle `file` for the endpoints (default: system roots)")
-	policyFile := fs.String("policy", "", "policy `file` the checks are derived from (default: the built-in endpoints.yaml)")
+	caBundle := fs.String("ca", "", "trusted CA bundle `FILE` for the endpoints (default: system roots)")
+	policyFile := fs.String("policy", "", "policy `FILE` the checks are derived from (default: the built-in endpoints.yaml)")
 	groups := fs.String("groups", "", "comma-separated groups to check (default: every enabled group)")
 	var samples, issuers, audits listFlag
 	fs.Var(&samples, "sample", "`PATTERN=NAME` a real name to probe for a wildcard (repeatable)")
 	fs.Var(&issuers, "issuer", "`HOST=ISSUER` expected issuer for a host, pattern or * (repeatable)")
-	fs.Var(&audits, "audit", "the gateway's audit `file` to match probes with (repeatable)")
+	fs.Var(&audits, "audit", "the gateway's audit `FILE` to match probes with (repeatable)")
 	privAddr := fs.String("private-address", "", "IP literal of the private-address check (default 10.0.0.1)")
 	metaAddr := fs.String("metadata-address", "", "IP literal of the metadata check (default 169.254.169.254)")
 	privName := fs.String("private-name", "", "a listed name that resolves to a private address")
 	dnsServer := fs.String("dns-server", "", "`IP:port` of a DNS server for the IP-literal checks (default: system resolver)")
-	admin := fs.String("admin", "", "the gateway's admin `URL` (http://host:port), for /v1/policy")
+	admin := fs.String("admin", "", "the gateway's admin `URL` (http://host:port): /v1/policy, and /v1/audit without -audit")
 	concurrency := fs.Int("concurrency", 0, "probes in flight (default 8)")
 	rate := fs.Float64("rate", 0, "probes started per second (default 20; -1: no bound)")
 	checkTimeout := fs.String("check-timeout", "", "timeout of one probe (default 15s)")
 	timeout := fs.String("timeout", "", "timeout of the whole run (default 2m)")
 	formats := fs.String("format", "", "comma-separated outputs: "+strings.Join(render.Formats(), ", ")+" (default table)")
-	outDir := fs.String("out", "", "`folder` for the output files (required for formats other than table)")
-	evidenceDir := fs.String("evidence", "", "write the evidence bundle into this new `folder`")
+	outDir := fs.String("out", "", "`DIR` for the output files (required for formats other than table)")
+	evidenceDir := fs.String("evidence", "", "write the evidence bundle into this new `DIR`")
 	noProgress := fs.Bool("no-progress", false, "no progress bar even on a terminal")
 	quiet := fs.Bool("q", false, "print only the outcome and the files written, not the table")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		return exitCannotRun
+	if code, ok := cmdline.Parse(fs, validateHelp, args, stdout, stderr); !ok {
+		return cannotRun(code)
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "scpgate validate: unexpected argument %q\n", fs.Arg(0))
-		return exitCannotRun
+		return cannotRun(cmdline.Usage(stderr, fs, validateHelp, "unexpected argument %q", fs.Arg(0)))
 	}
 	fail := func(format string, a ...any) int {
 		fmt.Fprintf(stderr, "scpgate validate: "+format+"\n", a...)
@@ -288,11 +296,23 @@ func newBar(stderr io.Writer, off bool) *progressbar.ProgressBar {
 	)
 }
 
-func cmdValidateVerify(args []string, stdout, stderr io.Writer) int {
-	if len(args) != 1 || strings.HasPrefix(args[0], "-") {
-		fmt.Fprint(stderr, "usage: scpgate validate verify DIR\n")
+// cannotRun maps the shared usage exit code (2) to validate's own (3): 2 means 11412 here.
+func cannotRun(code int) int {
+	if code == cmdline.ExitUsage {
 		return exitCannotRun
 	}
+	return code
+}
+
+func cmdValidateVerify(args []string, stdout, stderr io.Writer) int {
+	fs := cmdline.NewFlagSet("validate verify", stderr)
+	if code, ok := cmdline.Parse(fs, verifyHelp, args, stdout, stderr); !ok {
+		return cannotRun(code)
+	}
+	if fs.NArg() != 1 {
+		return cannotRun(cmdline.Usage(stderr, fs, verifyHelp, "give one evidence folder"))
+	}
+	args = fs.Args()
 	n, err := evidence.Verify(args[0])
 	if err != nil {
 		fmt.Fprintf(stderr, "scpgate validate verify: %v\n", err)

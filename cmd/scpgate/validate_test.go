@@ -36,7 +36,9 @@ func TestValidateUsageErrors(t *testing.T) {
 		{[]string{"validate", "-proxy", "http://127.0.0.1:1", "-evidence", full}, "is not empty"},
 		{[]string{"validate", "-proxy", "http://127.0.0.1:1", "-audit", filepath.Join(dir, "missing.log")}, "audit file"},
 		{[]string{"validate", "-config", cfg}, "field bogus not found"},
-		{[]string{"validate", "verify"}, "usage: scpgate validate verify DIR"},
+		{[]string{"validate", "verify"}, "give one evidence folder"},
+		{[]string{"validate", "-nope"}, "Usage: scpgate validate"},
+		{[]string{"validate", "extra"}, `unexpected argument "extra"`},
 		{[]string{"validate", "verify", filepath.Join(dir, "nothing")}, "MANIFEST.sha256"},
 	}
 	for _, tt := range tests {
