@@ -155,6 +155,14 @@ func recordOf(rec audit.Record, line string) GatewayRecord {
 	}
 }
 
+// lastLookTime bounds the last read of the audit source after the wait (or the run) ended.
+const lastLookTime = time.Second
+
+// lastLook is a context for that read: ctx's values, not its end.
+func lastLook(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), lastLookTime)
+}
+
 // collect waits until the source has a record for every id or wait has passed, polling: the
 // gateway writes a tunnel's record when it closes and syncs its file about once a second.
 func collect(ctx context.Context, src AuditSource, ids []string, wait time.Duration) (map[string]GatewayRecord, error) {
@@ -176,7 +184,9 @@ func collect(ctx context.Context, src AuditSource, ids []string, wait time.Durat
 		select {
 		case <-ctx.Done():
 			// One last look: the wait ended, not the run.
-			last, err := src.Lookup(context.WithoutCancel(ctx), ids)
+			lctx, cancel := lastLook(ctx)
+			last, err := src.Lookup(lctx, ids)
+			cancel()
 			if err != nil {
 				return got, err
 			}

@@ -13,10 +13,10 @@ import (
 )
 
 // Run derives the checks from cfg.Policy, probes them through cfg.Proxy with at most
-// cfg.Concurrency in flight, matches each probe with the gateway's audit record and judges
-// the results. The run never takes longer than cfg.Timeout (plus the audit wait): checks that
-// could not finish in time fail. An error means the run could not start (bad configuration);
-// failed checks are in the report, not in the error.
+// cfg.Concurrency in flight, matches each probe with the gateway's audit record and judges the
+// results. The run never takes longer than cfg.Timeout, plus at most a second per phase for a
+// last read of the audit records: checks that could not finish in time fail. An error means
+// the run could not start (bad configuration); failed checks are in the report, not the error.
 func Run(ctx context.Context, cfg Config) (*Report, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
@@ -39,8 +39,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.Audit != nil {
 		rep.AuditSource = cfg.Audit.String()
 	}
+	runCtx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	defer cancel()
 	if cfg.AdminURL != "" {
-		actx, cancel := context.WithTimeout(ctx, cfg.CheckTimeout)
+		actx, cancel := context.WithTimeout(runCtx, cfg.CheckTimeout)
 		gp, err := FetchGatewayPolicy(actx, cfg.AdminURL)
 		cancel()
 		if err != nil {
@@ -49,8 +51,6 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		gp.Matches = gp.Version == cfg.Policy.Version
 		rep.GatewayPolicy = gp
 	}
-	runCtx, cancel := context.WithTimeout(ctx, cfg.Timeout)
-	defer cancel()
 	p := &prober{cfg: &cfg, now: cfg.Now}
 	// Audit files are followed from where they end now: the probes' records come after.
 	au := auditor{src: cfg.Audit, wait: cfg.AuditWait}
@@ -218,7 +218,9 @@ func (a *auditor) match(ctx context.Context, results []Result) error {
 	recs, err := collect(ctx, a.src, ids, a.wait)
 	if err == nil && len(recs) < len(ids) && a.full != nil {
 		// A file rotated during the run: its earlier part is in another file now.
-		recs, err = a.full.Lookup(context.WithoutCancel(ctx), ids)
+		lctx, cancel := lastLook(ctx)
+		recs, err = a.full.Lookup(lctx, ids)
+		cancel()
 	}
 	if err != nil {
 		return fmt.Errorf("validate: reading the gateway's audit records: %w", err)
