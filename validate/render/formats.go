@@ -1,21 +1,23 @@
 package render
 
 import (
+	"bytes"
 	"encoding/csv"
-	"encoding/xml"
 	"fmt"
 	"io"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 
+	"github.com/scpgate/scpgate/internal/junit"
 	"github.com/scpgate/scpgate/validate"
 )
 
 // Table writes the terminal table: the outcome, one line per check grouped by group, and the
 // drift section.
 func Table(w io.Writer, rep *validate.Report) error {
-	ew := &errWriter{w: w}
+	// Built in memory and written once: one error to check, and no half table on a failure.
+	ew := &bytes.Buffer{}
 	fmt.Fprintf(ew, "scpgate validate: %d %s: %s\n", rep.Outcome.Message, rep.Outcome.Severity, rep.Outcome.Text)
 	fmt.Fprintf(ew, "proxy %s, policy %s (%s), %d checks: %d pass, %d warn, %d fail\n",
 		rep.Proxy, rep.Policy.File, short(rep.Policy.Version), rep.Summary.Total, rep.Summary.Pass, rep.Summary.Warn, rep.Summary.Fail)
@@ -62,7 +64,8 @@ func Table(w io.Writer, rep *validate.Report) error {
 			fmt.Fprintf(ew, "  %-16s %-40s %s\n", s.Kind, firstNonEmpty(s.Host, s.Pattern, "-"), s.Why)
 		}
 	}
-	return ew.err
+	_, err := w.Write(ew.Bytes())
+	return err
 }
 
 func cmText(v validate.ConfigMgrView) string {
@@ -90,21 +93,6 @@ func firstNonEmpty(s ...string) string {
 		}
 	}
 	return ""
-}
-
-// errWriter keeps the first write error so the table code stays readable.
-type errWriter struct {
-	w   io.Writer
-	err error
-}
-
-func (e *errWriter) Write(p []byte) (int, error) {
-	if e.err != nil {
-		return 0, e.err
-	}
-	n, err := e.w.Write(p)
-	e.err = err
-	return n, err
 }
 
 // csvHeader is the first row of the CSV output.
@@ -153,50 +141,12 @@ func CSV(w io.Writer, rep *validate.Report) error {
 	return cw.Error()
 }
 
-// JUnit types: one suite per group, one test case per check.
-type junitSuites struct {
-	XMLName  xml.Name     `xml:"testsuites"`
-	Name     string       `xml:"name,attr"`
-	Tests    int          `xml:"tests,attr"`
-	Failures int          `xml:"failures,attr"`
-	Time     string       `xml:"time,attr"`
-	Suites   []junitSuite `xml:"testsuite"`
-}
-
-type junitSuite struct {
-	Name       string          `xml:"name,attr"`
-	Tests      int             `xml:"tests,attr"`
-	Failures   int             `xml:"failures,attr"`
-	Skipped    int             `xml:"skipped,attr"`
-	Properties []junitProperty `xml:"properties>property,omitempty"`
-	Cases      []junitCase     `xml:"testcase"`
-}
-
-type junitProperty struct {
-	Name  string `xml:"name,attr"`
-	Value string `xml:"value,attr"`
-}
-
-type junitCase struct {
-	Name      string        `xml:"name,attr"`
-	Classname string        `xml:"classname,attr"`
-	Time      string        `xml:"time,attr"`
-	Failure   *junitFailure `xml:"failure,omitempty"`
-	SystemOut string        `xml:"system-out,omitempty"`
-}
-
-type junitFailure struct {
-	Message string `xml:"message,attr"`
-	Type    string `xml:"type,attr"`
-	Text    string `xml:",chardata"`
-}
-
 // JUnit writes JUnit XML: failures are test failures; warnings pass with the detail in
 // system-out and a "warning:" prefix, so CI shows them without failing the build on them.
 func JUnit(w io.Writer, rep *validate.Report) error {
-	s := junitSuites{Name: "scpgate validate", Time: secs(rep.DurationMS)}
+	doc := junit.Suites{Name: "scpgate validate", Time: secs(rep.DurationMS)}
 	for _, g := range groupOrder(rep) {
-		suite := junitSuite{Name: g, Properties: []junitProperty{{Name: "policy_version", Value: rep.Policy.Version}, {Name: "outcome", Value: strconv.Itoa(rep.Outcome.Message)}}}
+		suite := junit.Suite{Name: g, Properties: []junit.Property{{Name: "policy_version", Value: rep.Policy.Version}, {Name: "outcome", Value: strconv.Itoa(rep.Outcome.Message)}}}
 		for _, r := range rep.Results {
 			if groupName(r) != g {
 				continue
@@ -205,33 +155,20 @@ func JUnit(w io.Writer, rep *validate.Report) error {
 			for _, st := range r.Steps {
 				total += st.MS
 			}
-			c := junitCase{Name: r.ID, Classname: "scpgate.validate." + g, Time: secs(total)}
+			c := junit.Case{Name: r.ID, Class: "scpgate.validate." + g, Time: secs(total)}
 			switch r.Status {
 			case validate.StatusFail:
-				c.Failure = &junitFailure{Message: r.Detail, Type: r.Kind, Text: r.Why + "\n" + r.Detail}
-				suite.Failures++
+				c.Failure = &junit.Message{Message: r.Detail, Type: r.Kind, Text: r.Why + "\n" + r.Detail}
 			case validate.StatusWarn:
 				c.SystemOut = "warning: " + r.Detail
 			default:
 				c.SystemOut = r.Detail
 			}
-			suite.Cases = append(suite.Cases, c)
-			suite.Tests++
+			suite.Add(c)
 		}
-		s.Tests += suite.Tests
-		s.Failures += suite.Failures
-		s.Suites = append(s.Suites, suite)
+		doc.Suites = append(doc.Suites, suite)
 	}
-	if _, err := io.WriteString(w, xml.Header); err != nil {
-		return err
-	}
-	enc := xml.NewEncoder(w)
-	enc.Indent("", "  ")
-	if err := enc.Encode(s); err != nil {
-		return err
-	}
-	_, err := io.WriteString(w, "\n")
-	return err
+	return junit.Write(w, doc)
 }
 
 func secs(ms float64) string { return strconv.FormatFloat(ms/1000, 'f', 3, 64) }
