@@ -13,7 +13,7 @@ LDFLAGS := -X github.com/scpgate/scpgate/internal/buildinfo.version=$(VERSION) \
 # Integration tests bind port 443 on loopback addresses: they need root (or `unshare -rn`).
 TESTFLAGS ?= -race -count=1 -timeout 15m
 
-.PHONY: all build install test vet fmt-check unit integration bench bench-policy bench-auth bench-report bench-client bench-compare fuzz demo clean deps
+.PHONY: all build install cross test vet fmt-check unit integration bench bench-policy bench-auth bench-report bench-client bench-compare fuzz demo clean deps
 
 all: build
 
@@ -61,6 +61,13 @@ install: build
 deps:
 	@./.ci/deps.sh
 
+# What runs on the SCP (a Windows server) must build for Windows: the validator (cmd/scpgate)
+# and the SCP client once it exists. make test runs this, so CI does.
+CROSS := ./cmd/scpgate $(if $(wildcard cmd/scpclient),./cmd/scpclient)
+cross:
+	@set -e; for c in $(CROSS); do echo "== GOOS=windows GOARCH=amd64 go build $$c"; \
+	  GOOS=windows GOARCH=amd64 $(GO) build -o /dev/null $$c; done
+
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
@@ -69,7 +76,7 @@ vet:
 	$(GO) vet $(PKGS)
 
 # The README's test command: formatting, vet, and every test with the race detector.
-test: deps fmt-check vet
+test: deps fmt-check vet cross
 	$(GO) test $(TESTFLAGS) $(PKGS)
 
 unit:
@@ -127,8 +134,8 @@ fuzz:
 # The simulated endpoints listen on port 443 of loopback addresses, as the real ones do: as root
 # it runs directly, otherwise inside an unprivileged user+network namespace (unshare -rn).
 demo: deps build
-	@if [ "$$(id -u)" -eq 0 ]; then ./$(SIMBIN) demo; \
-	else unshare -rn sh -c 'ip link set lo up && exec ./$(SIMBIN) demo'; fi
+	@if [ "$$(id -u)" -eq 0 ]; then ./$(SIMBIN) demo -reports .demo/reports; \
+	else unshare -rn sh -c 'ip link set lo up && exec ./$(SIMBIN) demo -reports .demo/reports'; fi
 
 clean:
 	rm -rf bin

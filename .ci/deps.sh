@@ -14,6 +14,8 @@ command -v logrotate >/dev/null 2>&1 || need+=(logrotate)
 # The SCP client's offline tests run it in an empty network namespace (unshare -n, ip).
 command -v unshare >/dev/null 2>&1 || need+=(util-linux)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
+# The HTML report of `scpgate validate` is checked in a real browser (validate/render).
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "deps: missing ${need[*]}; install them (apt-get install ${need[*]}) or run as root" >&2

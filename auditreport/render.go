@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"encoding/csv"
 	"encoding/json"
-	"encoding/xml"
 	"fmt"
 	"io"
 	"maps"
@@ -13,6 +12,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/scpgate/scpgate/internal/junit"
 )
 
 // formats are the output formats, in the order -out writes them.
@@ -231,35 +232,7 @@ func csvTime(t *time.Time) string {
 // refused after the policy allowed it), and is skipped when nothing tried it (a candidate to
 // remove, which is not a failure). Denied names are not test cases: refusing an unlisted name is
 // the gateway working, not a defect.
-type junitSuites struct {
-	XMLName  xml.Name     `xml:"testsuites"`
-	Name     string       `xml:"name,attr"`
-	Tests    int          `xml:"tests,attr"`
-	Failures int          `xml:"failures,attr"`
-	Skipped  int          `xml:"skipped,attr"`
-	Suites   []junitSuite `xml:"testsuite"`
-}
-
-type junitSuite struct {
-	Name     string      `xml:"name,attr"`
-	Tests    int         `xml:"tests,attr"`
-	Failures int         `xml:"failures,attr"`
-	Skipped  int         `xml:"skipped,attr"`
-	Cases    []junitCase `xml:"testcase"`
-}
-
-type junitCase struct {
-	Class   string        `xml:"classname,attr"`
-	Name    string        `xml:"name,attr"`
-	Failure *junitMessage `xml:"failure,omitempty"`
-	Skipped *junitMessage `xml:"skipped,omitempty"`
-}
-
-type junitMessage struct {
-	Message string `xml:"message,attr"`
-	Text    string `xml:",chardata"`
-}
-
+//
 // WriteJUnit writes the report as JUnit XML for CI.
 func (r *Report) WriteJUnit(w io.Writer) error {
 	type tally struct {
@@ -291,34 +264,31 @@ func (r *Report) WriteJUnit(w io.Writer) error {
 	for _, u := range r.UnusedRules {
 		get(ruleKey{u.Group, u.Pattern})
 	}
-	rs := junitSuite{Name: "rules"}
+	rs := junit.Suite{Name: "rules"}
 	for _, k := range order {
 		t := rules[k]
-		c := junitCase{Class: "rules." + k.group, Name: k.pattern}
+		c := junit.Case{Class: "rules." + k.group, Name: k.pattern}
 		switch {
 		case t.ok > 0:
 		case t.failed > 0:
-			c.Failure = &junitMessage{Message: fmt.Sprintf("no connection through this rule succeeded: %d failed (%s)", t.failed, reasonsText(t.reasons))}
-			rs.Failures++
+			c.Failure = &junit.Message{Message: fmt.Sprintf("no connection through this rule succeeded: %d failed (%s)", t.failed, reasonsText(t.reasons))}
 		default:
-			c.Skipped = &junitMessage{Message: "allowed nothing in the period (candidate to remove)"}
-			rs.Skipped++
+			c.Skipped = &junit.Message{Message: "allowed nothing in the period (candidate to remove)"}
 		}
-		rs.Cases = append(rs.Cases, c)
+		rs.Add(c)
 	}
-	rs.Tests = len(rs.Cases)
 
-	as := junitSuite{Name: "audit files"}
-	lines := junitCase{Class: "audit", Name: "every line is an audit record"}
+	as := junit.Suite{Name: "audit files"}
+	lines := junit.Case{Class: "audit", Name: "every line is an audit record"}
 	if r.Malformed.Count > 0 {
 		var text strings.Builder
 		for _, m := range r.Malformed.Shown {
 			fmt.Fprintf(&text, "%s:%d: %s\n", m.File, m.Line, m.Error)
 		}
-		lines.Failure = &junitMessage{Message: fmt.Sprintf("%d malformed line(s) skipped", r.Malformed.Count), Text: text.String()}
-		as.Failures++
+		lines.Failure = &junit.Message{Message: fmt.Sprintf("%d malformed line(s) skipped", r.Malformed.Count), Text: text.String()}
 	}
-	read := junitCase{Class: "audit", Name: "every file read to its end"}
+	as.Add(lines)
+	read := junit.Case{Class: "audit", Name: "every file read to its end"}
 	var errs []string
 	for _, in := range r.Inputs {
 		if in.Error != "" {
@@ -326,28 +296,10 @@ func (r *Report) WriteJUnit(w io.Writer) error {
 		}
 	}
 	if len(errs) > 0 {
-		read.Failure = &junitMessage{Message: fmt.Sprintf("%d file(s) not read to the end", len(errs)), Text: strings.Join(errs, "\n")}
-		as.Failures++
+		read.Failure = &junit.Message{Message: fmt.Sprintf("%d file(s) not read to the end", len(errs)), Text: strings.Join(errs, "\n")}
 	}
-	as.Cases = []junitCase{lines, read}
-	as.Tests = len(as.Cases)
-
-	doc := junitSuites{Name: "scpgate audit report", Suites: []junitSuite{rs, as}}
-	for _, s := range doc.Suites {
-		doc.Tests += s.Tests
-		doc.Failures += s.Failures
-		doc.Skipped += s.Skipped
-	}
-	if _, err := io.WriteString(w, xml.Header); err != nil {
-		return err
-	}
-	enc := xml.NewEncoder(w)
-	enc.Indent("", "  ")
-	if err := enc.Encode(doc); err != nil {
-		return err
-	}
-	_, err := io.WriteString(w, "\n")
-	return err
+	as.Add(read)
+	return junit.Write(w, junit.Suites{Name: "scpgate audit report", Suites: []junit.Suite{rs, as}})
 }
 
 // sortedReasons orders reason codes by count, most first, then by name.

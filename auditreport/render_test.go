@@ -14,6 +14,7 @@ import (
 	"golang.org/x/net/html"
 
 	"github.com/scpgate/scpgate/gateway/audit"
+	"github.com/scpgate/scpgate/internal/junit"
 )
 
 // sampleReport has a row of every kind: endpoints (one only failing), denied names (one a
@@ -111,7 +112,7 @@ func TestCSV(t *testing.T) {
 }
 
 func TestJUnit(t *testing.T) {
-	var doc junitSuites
+	var doc junit.Suites
 	if err := xml.Unmarshal(render(t, sampleReport(t), "junit"), &doc); err != nil {
 		t.Fatal(err)
 	}

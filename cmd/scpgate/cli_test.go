@@ -53,6 +53,8 @@ func TestHelpEverywhere(t *testing.T) {
 		{[]string{"policy", "pac"}, []string{"-policy", "-proxy", "-all"}},
 		{[]string{"passwd"}, []string{"-file", "-cost"}},
 		{[]string{"report"}, []string{"-audit", "-policy", "-since", "-until", "-format", "-out"}},
+		{[]string{"validate"}, []string{"-config", "-proxy", "-credentials", "-sample", "-issuer", "-audit", "-admin", "-format", "-out", "-evidence"}},
+		{[]string{"validate", "verify"}, nil},
 		{[]string{"version"}, nil},
 	}
 	for _, c := range commands {

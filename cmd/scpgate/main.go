@@ -23,6 +23,9 @@ Usage:
                                            port 443) and why; exit 0 allow, 1 deny, 2 error
   scpgate policy pac [-policy FILE] [-proxy HOST:PORT] [-all]
                                            a proxy auto-config (PAC) file from the policy
+  scpgate validate [-config FILE] [flags]  probe every endpoint and near miss through the gateway;
+                                           exit 0/1/2 = ConfigMgr 11410/11411/11412
+  scpgate validate verify DIR              check an evidence bundle
   scpgate passwd -file FILE USER           add or replace a proxy user (bcrypt); asks for the
                                            password twice on a terminal, else reads one line
   scpgate report -audit FILE... [-policy FILE] [-since T] [-until T] [-format F] [-out DIR]
@@ -56,6 +59,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return cmdCheck(args[1:], stdout, stderr)
 	case "policy":
 		return cmdPolicy(args[1:], stdout, stderr)
+	case "validate":
+		return cmdValidate(args[1:], stdout, stderr)
 	case "passwd":
 		return cmdPasswd(args[1:], stdin, stdout, stderr)
 	case "report":

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"os/signal"
 	"syscall"
 
@@ -62,35 +61,9 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 		// addresses: the listeners accept from now on.
 		_ = json.NewEncoder(stdout).Encode(srv.Addrs())
 	}
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2)
-	defer signal.Stop(sigs)
-	go func() {
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case sig := <-sigs:
-				switch sig {
-				case syscall.SIGHUP:
-					if err := srv.Reload(); err != nil {
-						logger.Error("reload failed; the previous files stay in force", "err", err)
-					}
-					if err := srv.ReloadTLS(); err != nil {
-						logger.Error("TLS certificate reload failed; the previous certificate is still served", "err", err)
-					}
-				case syscall.SIGUSR1:
-					if err := srv.RotateAudit(); err != nil {
-						logger.Error("audit rotation failed", "err", err)
-					}
-				case syscall.SIGUSR2:
-					if err := srv.ReopenAudit(); err != nil {
-						logger.Error("audit reopen failed", "err", err)
-					}
-				}
-			}
-		}
-	}()
+	// Operator signals (reload, audit rotation) where the platform has them.
+	stopSignals := handleSignals(ctx, srv, logger)
+	defer stopSignals()
 	if err := srv.Run(ctx); err != nil {
 		logger.Error("gateway stopped with an error", "err", err)
 		return exitFail

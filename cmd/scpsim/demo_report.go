@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"time"
 
 	"github.com/scpgate/scpgate/auditreport"
 )
@@ -17,9 +18,13 @@ import (
 // checks that the report tells what the traffic did: the update check passed through its rule,
 // the unlisted name is among the denied names, and every line was an audit record.
 func (d *demo) auditReport(ctx context.Context) error {
-	outDir := filepath.Join(d.dir, "report")
-	cmd := exec.CommandContext(ctx, d.scpgate, "report", "-audit", d.auditFile,
-		"-policy", filepath.Join(d.dir, "endpoints.yaml"), "-out", outDir)
+	outDir := filepath.Join(d.reports, "audit-report")
+	args := []string{"report", "-audit", d.auditFile, "-policy", filepath.Join(d.dir, "endpoints.yaml"), "-out", outDir}
+	if !d.validateStart.IsZero() {
+		// The SCP's own traffic; the validator's ~120 probes have their own report.
+		args = append(args, "-until", d.validateStart.UTC().Format(time.RFC3339Nano))
+	}
+	cmd := exec.CommandContext(ctx, d.scpgate, args...)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("scpgate report: %v\n%s", err, out)
 	}
@@ -28,7 +33,7 @@ func (d *demo) auditReport(ctx context.Context) error {
 		return err
 	}
 	fmt.Fprint(d.out, string(text))
-	fmt.Fprintf(d.out, "\naudit report as HTML: %s (also .json, .csv, .junit.xml; kept with `scpsim demo -keep`)\n", filepath.Join(outDir, "audit-report.html"))
+	fmt.Fprintf(d.out, "\naudit report as HTML: %s (also .txt, .json, .csv, .junit.xml)\n", filepath.Join(outDir, "audit-report.html"))
 
 	data, err := os.ReadFile(filepath.Join(outDir, "audit-report.json"))
 	if err != nil {

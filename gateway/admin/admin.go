@@ -9,6 +9,7 @@ package admin
 
 import (
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/scpgate/scpgate/gateway/audit"
 	"github.com/scpgate/scpgate/gateway/metrics"
 	"github.com/scpgate/scpgate/policy"
 	"github.com/scpgate/scpgate/policy/pac"
@@ -33,7 +35,9 @@ type Options struct {
 	// PACProxy is the plain HTTP proxy listener as clients reach it ("gw.corp.example:3128"),
 	// named in /proxy.pac; "" makes /proxy.pac require ?proxy=HOST:PORT.
 	PACProxy string
-	Logger   *slog.Logger // nil: slog.Default()
+	// Audit finds the recent audit records of connection ids (/v1/audit); nil: 404.
+	Audit  func(ids []string) []audit.Record
+	Logger *slog.Logger // nil: slog.Default()
 }
 
 // Routes.
@@ -44,7 +48,11 @@ const (
 	PathExplain = "/v1/explain"
 	PathPolicy  = "/v1/policy"
 	PathPAC     = "/proxy.pac"
+	PathAudit   = "/v1/audit"
 )
+
+// MaxAuditIDs bounds the connection ids of one /v1/audit request.
+const MaxAuditIDs = 256
 
 type handler struct {
 	o       Options
@@ -92,6 +100,8 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		route = h.servePolicy
 	case PathPAC:
 		route = h.servePAC
+	case PathAudit:
+		route = h.serveAudit
 	default:
 		writeError(w, http.StatusNotFound, "not found")
 		return
@@ -290,6 +300,28 @@ func (h *handler) servePolicy(w http.ResponseWriter, _ *http.Request) {
 		v.Groups = append(v.Groups, groupView{Name: g.Name, Enabled: g.Enabled, Mode: g.Mode, Ports: ports, Hosts: len(g.Hosts)})
 	}
 	h.writeJSON(w, http.StatusOK, v)
+}
+
+// serveAudit answers /v1/audit?conn=ID&conn=ID...: the gateway's recent audit records of those
+// connections (`scpgate validate -admin` ties its probes to the gateway's decisions with it).
+// Unknown or forgotten ids are left out of "records".
+func (h *handler) serveAudit(w http.ResponseWriter, r *http.Request) {
+	if h.o.Audit == nil {
+		writeError(w, http.StatusNotFound, "audit records are not kept")
+		return
+	}
+	ids := r.URL.Query()["conn"]
+	switch {
+	case len(ids) == 0:
+		writeError(w, http.StatusBadRequest, "give one or more conn=ID parameters")
+		return
+	case len(ids) > MaxAuditIDs:
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("at most %d conn parameters per request", MaxAuditIDs))
+		return
+	}
+	h.writeJSON(w, http.StatusOK, struct {
+		Records []audit.Record `json:"records"`
+	}{h.o.Audit(ids)})
 }
 
 // isToken reports whether s is an RFC 9110 token, the syntax of a method name.

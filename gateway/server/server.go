@@ -47,6 +47,7 @@ type Server struct {
 	lockout  *proxyauth.Lockout // wraps basic
 	tls      *tlslisten.Manager // nil: no TLS listener
 	audit    *audit.Log
+	recent   *audit.Recent // the last records, for the admin listener's /v1/audit
 	fanout   auditFanout
 	gw       *gateway.Gateway
 
@@ -59,6 +60,9 @@ type Server struct {
 	loadedAt    atomic.Int64 // unix nanoseconds of the policy in force
 	htpasswdSum [sha256.Size]byte
 }
+
+// recentRecords is how many audit records the admin listener can look up by connection id.
+const recentRecords = 4096
 
 // Option adjusts a Server at construction.
 type Option func(*options)
@@ -199,7 +203,9 @@ func (s *Server) openAudit(context.Context) error {
 		return fmt.Errorf("audit: %w", err)
 	}
 	s.audit = a
-	s.fanout = auditFanout{log: a, metrics: s.metrics, observers: s.opts.observers}
+	s.recent = audit.NewRecent(recentRecords)
+	observers := append([]func(audit.Record){s.recent.Write}, s.opts.observers...)
+	s.fanout = auditFanout{log: a, metrics: s.metrics, observers: observers}
 	return nil
 }
 
@@ -438,6 +444,7 @@ func (s *Server) Run(ctx context.Context) error {
 				LoadedAt:    func() time.Time { return time.Unix(0, s.loadedAt.Load()) },
 				Ready:       func() bool { return !s.gw.Draining() },
 				AuthEnabled: func() bool { return s.basic != nil },
+				Audit:       s.recent.Find,
 				Logger:      s.log,
 				PACProxy:    pacProxy(addrs.Proxy, os.Hostname),
 			}),
