@@ -25,24 +25,27 @@ import (
 
 // holdReport is what `scpbench hold` measured.
 type holdReport struct {
-	Tunnels          int     `json:"tunnels_asked"`
-	Held             int     `json:"tunnels_held"`
-	Errors           int     `json:"errors"`
-	FirstError       string  `json:"first_error,omitempty"`
-	OpenSeconds      float64 `json:"open_seconds"`
-	IdleFDs          int     `json:"proxy_idle_fds"`
-	HeldFDs          int     `json:"proxy_fds_held"`
-	FDsPerTunnel     float64 `json:"fds_per_tunnel"`
-	IdleRSSKiB       int64   `json:"proxy_idle_rss_kib"`
-	HeldRSSKiB       int64   `json:"proxy_rss_held_kib"`
-	KiBPerTunnel     float64 `json:"kib_per_tunnel"`
-	Goroutines       int     `json:"proxy_goroutines_held"`
-	IdleGoroutines   int     `json:"proxy_goroutines_idle"`
-	CPUSeconds       float64 `json:"proxy_cpu_s_open_and_echo"`
-	CPUPerTunnelUS   float64 `json:"proxy_cpu_us_per_tunnel"`
-	FDsAfterClose    int     `json:"proxy_fds_after_close"`
-	FDsReturnSeconds float64 `json:"fds_return_seconds"`
-	NoFileLimit      uint64  `json:"client_nofile_limit"`
+	Tunnels              int     `json:"tunnels_asked"`
+	Held                 int     `json:"tunnels_held"`
+	Errors               int     `json:"errors"`
+	FirstError           string  `json:"first_error,omitempty"`
+	OpenSeconds          float64 `json:"open_seconds"`
+	IdleFDs              int     `json:"proxy_idle_fds"`
+	HeldFDs              int     `json:"proxy_fds_held"`
+	FDsPerTunnel         float64 `json:"fds_per_tunnel"`
+	IdleRSSKiB           int64   `json:"proxy_idle_rss_kib"`
+	HeldRSSKiB           int64   `json:"proxy_rss_held_kib"`
+	KiBPerTunnel         float64 `json:"kib_per_tunnel"`
+	Goroutines           int     `json:"proxy_goroutines_held"`
+	IdleGoroutines       int     `json:"proxy_goroutines_idle"`
+	HeapKiBPerTunnel     float64 `json:"go_heap_inuse_kib_per_tunnel"`
+	StackKiBPerTunnel    float64 `json:"go_stack_inuse_kib_per_tunnel"`
+	CPUSeconds           float64 `json:"proxy_cpu_s_open_and_echo"`
+	CPUPerTunnelUS       float64 `json:"proxy_cpu_us_per_tunnel"`
+	FDsAfterClose        int     `json:"proxy_fds_after_close"`
+	GoroutinesAfterClose int     `json:"proxy_goroutines_after_close"`
+	FDsReturnSeconds     float64 `json:"fds_return_seconds"`
+	NoFileLimit          uint64  `json:"client_nofile_limit"`
 }
 
 func cmdHold(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -53,6 +56,7 @@ func cmdHold(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	n := fs.Int("n", 9500, "concurrent tunnels to hold")
 	conc := fs.Int("conc", 64, "tunnels opened at a time")
 	timeout := fs.Duration("timeout", 5*time.Minute, "the whole run stops after this")
+	keep := fs.Bool("keep", false, "keep the scratch directory (scpgate's log and audit file)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -69,7 +73,7 @@ func cmdHold(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
 
-	e, cleanup, err := newEnv(ctx, *scpgate, *out)
+	e, cleanup, err := newEnv(ctx, *scpgate, *out, *keep)
 	if err != nil {
 		return err
 	}
@@ -103,9 +107,11 @@ func cmdHold(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	rep.IdleFDs, rep.IdleRSSKiB = idle.FDs, idle.RSSBytes>>10
-	if rep.IdleGoroutines, err = goroutines(ctx, cfg.admin); err != nil {
+	idleRT, err := scrape(ctx, cfg.admin)
+	if err != nil {
 		return err
 	}
+	rep.IdleGoroutines = int(idleRT.goroutines)
 
 	start := time.Now()
 	conns, errs, first := openMany(ctx, ep, *n, *conc, 1)
@@ -126,14 +132,18 @@ func cmdHold(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	if rep.Goroutines, err = goroutines(ctx, cfg.admin); err != nil {
+	heldRT, err := scrape(ctx, cfg.admin)
+	if err != nil {
 		return err
 	}
+	rep.Goroutines = int(heldRT.goroutines)
 	rep.Held = len(conns)
 	open := max(len(conns), 1)
 	rep.HeldFDs, rep.HeldRSSKiB = held.FDs, held.RSSBytes>>10
 	rep.FDsPerTunnel = float64(held.FDs-idle.FDs) / float64(open)
 	rep.KiBPerTunnel = float64(held.RSSBytes-idle.RSSBytes) / 1024 / float64(open)
+	rep.HeapKiBPerTunnel = (heldRT.heapInuse - idleRT.heapInuse) / 1024 / float64(open)
+	rep.StackKiBPerTunnel = (heldRT.stackInuse - idleRT.stackInuse) / 1024 / float64(open)
 	rep.CPUSeconds = (held.CPU - idle.CPU).Seconds()
 	rep.CPUPerTunnelUS = float64(held.CPU-idle.CPU) / float64(time.Microsecond) / float64(open)
 
@@ -145,6 +155,11 @@ func cmdHold(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		rep.FirstError = strings.TrimPrefix(rep.FirstError+"; ", "; ") + err.Error()
 	}
+	afterRT, err := scrape(ctx, cfg.admin)
+	if err != nil {
+		return err
+	}
+	rep.GoroutinesAfterClose = int(afterRT.goroutines)
 
 	js, _ := json.MarshalIndent(rep, "", "  ")
 	if err := os.WriteFile(filepath.Join(*out, "hold.json"), append(js, '\n'), 0o644); err != nil {
@@ -154,9 +169,13 @@ func cmdHold(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		rep.Held, *n, limit, rep.Errors, rep.OpenSeconds)
 	fmt.Fprintf(stdout, "proxy: %d fds idle, %d held = %.2f per tunnel; RSS %d KiB idle, %d KiB held = %.1f KiB per tunnel\n",
 		rep.IdleFDs, rep.HeldFDs, rep.FDsPerTunnel, rep.IdleRSSKiB, rep.HeldRSSKiB, rep.KiBPerTunnel)
+	fmt.Fprintf(stdout, "proxy Go runtime per tunnel: %.1f KiB heap in use, %.1f KiB stacks\n", rep.HeapKiBPerTunnel, rep.StackKiBPerTunnel)
 	fmt.Fprintf(stdout, "proxy: %d goroutines idle, %d held; CPU %.2f s for opening and two echoes = %.0f µs per tunnel\n",
 		rep.IdleGoroutines, rep.Goroutines, rep.CPUSeconds, rep.CPUPerTunnelUS)
-	fmt.Fprintf(stdout, "after close: %d fds after %.2f s (idle count %d)\n", rep.FDsAfterClose, rep.FDsReturnSeconds, rep.IdleFDs)
+	fmt.Fprintf(stdout, "after close: %d fds after %.2f s (idle count %d), %d goroutines\n", rep.FDsAfterClose, rep.FDsReturnSeconds, rep.IdleFDs, rep.GoroutinesAfterClose)
+	if *keep {
+		fmt.Fprintf(stdout, "scratch kept: %s\n", e.dir)
+	}
 	fmt.Fprintf(stdout, "written: %s\n", filepath.Join(*out, "hold.json"))
 	if rep.Errors > 0 || rep.FirstError != "" {
 		return fmt.Errorf("hold: %d errors; first: %s", rep.Errors, rep.FirstError)
@@ -204,39 +223,57 @@ func echoAll(ctx context.Context, conns []net.Conn, conc int) (int, error) {
 	return int(errs.Load()), first
 }
 
-// goroutines reads go_goroutines from the gateway's admin /metrics.
-func goroutines(ctx context.Context, admin string) (int, error) {
+// runtimeStats is what the gateway's admin /metrics says about its Go runtime.
+type runtimeStats struct {
+	goroutines, heapInuse, stackInuse float64
+}
+
+// scrape reads the runtime's numbers from the gateway's admin /metrics.
+func scrape(ctx context.Context, admin string) (runtimeStats, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+admin+"/metrics", nil)
 	if err != nil {
-		return 0, err
+		return runtimeStats{}, err
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return 0, err
+		return runtimeStats{}, err
 	}
 	defer resp.Body.Close()
-	return parseGoroutines(resp.Body)
+	v, err := parseSamples(resp.Body, "go_goroutines", "go_memstats_heap_inuse_bytes", "go_memstats_stack_inuse_bytes")
+	if err != nil {
+		return runtimeStats{}, err
+	}
+	return runtimeStats{goroutines: v[0], heapInuse: v[1], stackInuse: v[2]}, nil
 }
 
-// parseGoroutines finds the go_goroutines sample in a Prometheus text exposition.
-func parseGoroutines(r io.Reader) (int, error) {
+// parseSamples finds the unlabelled samples of names in a Prometheus text exposition.
+func parseSamples(r io.Reader, names ...string) ([]float64, error) {
+	out := make([]float64, len(names))
+	found := make([]bool, len(names))
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
-		v, ok := strings.CutPrefix(sc.Text(), "go_goroutines ")
-		if !ok {
-			continue
+		for i, name := range names {
+			v, ok := strings.CutPrefix(sc.Text(), name+" ")
+			if !ok {
+				continue
+			}
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil || f < 0 {
+				return nil, fmt.Errorf("%s %q is not a count", name, v)
+			}
+			out[i], found[i] = f, true
 		}
-		f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-		if err != nil || f < 0 {
-			return 0, fmt.Errorf("go_goroutines %q is not a count", v)
-		}
-		return int(f), nil
 	}
 	if err := sc.Err(); err != nil {
-		return 0, err
+		return nil, err
 	}
-	return 0, errors.New("no go_goroutines sample in /metrics")
+	for i, ok := range found {
+		if !ok {
+			return nil, fmt.Errorf("no %s sample in /metrics", names[i])
+		}
+	}
+	return out, nil
 }
 
 // waitFDs waits until pid has at most want open files, checking every 50 ms up to timeout.

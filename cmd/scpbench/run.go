@@ -49,7 +49,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
 
-	e, cleanup, err := newEnv(ctx, *scpgate, *out)
+	e, cleanup, err := newEnv(ctx, *scpgate, *out, *keep)
 	if err != nil {
 		return err
 	}
@@ -132,8 +132,9 @@ func selectTargets(only string) ([]target, error) {
 }
 
 // newEnv prepares what every target shares: the scratch directory, the DNS server, the TLS
-// certificate and the htpasswd file. cleanup stops the DNS server and removes the scratch.
-func newEnv(ctx context.Context, scpgate, out string) (*env, func(), error) {
+// certificate and the htpasswd file. cleanup stops the DNS server and removes the scratch
+// (unless keep).
+func newEnv(ctx context.Context, scpgate, out string, keep bool) (*env, func(), error) {
 	for _, bin := range []string{"squid", "tinyproxy"} {
 		if _, err := exec.LookPath(bin); err != nil {
 			return nil, nil, fmt.Errorf("%s is not installed (make bench installs it: apt-get install %s)", bin, bin)
@@ -162,7 +163,9 @@ func newEnv(ctx context.Context, scpgate, out string) (*env, func(), error) {
 	}
 	cleanup := func() {
 		_ = dns.Close()
-		_ = os.RemoveAll(dir)
+		if !keep {
+			_ = os.RemoveAll(dir)
+		}
 	}
 	lo := netip.MustParseAddr("127.0.0.1")
 	dns.SetA(sinkName, lo)

@@ -13,34 +13,41 @@ import (
 	"github.com/scpgate/scpgate/internal/loadstat"
 )
 
-func TestParseGoroutines(t *testing.T) {
+func TestParseSamples(t *testing.T) {
+	names := []string{"go_goroutines", "go_threads"}
 	tests := []struct {
 		name    string
 		in      string
-		want    int
-		wantErr bool
+		want    []float64
+		wantErr string
 	}{
-		{"present", "# HELP go_goroutines x\n# TYPE go_goroutines gauge\ngo_goroutines 9012\ngo_threads 7\n", 9012, false},
-		{"float", "go_goroutines 12.0\n", 12, false},
-		{"prefix of another name", "go_goroutines_total 3\n", 0, true},
-		{"missing", "go_threads 7\n", 0, true},
-		{"garbage", "go_goroutines lots\n", 0, true},
+		{"present", "# HELP go_goroutines x\n# TYPE go_goroutines gauge\ngo_goroutines 9012\ngo_threads 7\n", []float64{9012, 7}, ""},
+		{"float", "go_threads 1.5e+01\ngo_goroutines 12.0\n", []float64{12, 15}, ""},
+		{"prefix of another name", "go_goroutines_total 3\ngo_threads 1\n", nil, "no go_goroutines"},
+		{"missing", "go_goroutines 7\n", nil, "no go_threads"},
+		{"garbage", "go_goroutines lots\ngo_threads 1\n", nil, "not a count"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := parseGoroutines(strings.NewReader(tc.in))
-			if (err != nil) != tc.wantErr || got != tc.want {
-				t.Fatalf("parseGoroutines = %d, %v; want %d, err %v", got, err, tc.want, tc.wantErr)
+			got, err := parseSamples(strings.NewReader(tc.in), names...)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want one containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || len(got) != 2 || got[0] != tc.want[0] || got[1] != tc.want[1] {
+				t.Fatalf("parseSamples = %v, %v; want %v", got, err, tc.want)
 			}
 		})
 	}
 }
 
-func FuzzParseGoroutines(f *testing.F) {
+func FuzzParseSamples(f *testing.F) {
 	f.Add("go_goroutines 9012\n")
 	f.Fuzz(func(t *testing.T, s string) {
-		if n, err := parseGoroutines(strings.NewReader(s)); err == nil && n < 0 {
-			t.Fatalf("negative count %d", n)
+		if v, err := parseSamples(strings.NewReader(s), "go_goroutines"); err == nil && v[0] < 0 {
+			t.Fatalf("negative value %v", v[0])
 		}
 	})
 }

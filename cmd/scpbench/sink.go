@@ -7,6 +7,8 @@ import (
 	"io"
 	"net"
 	"sync"
+	"syscall"
+	"time"
 )
 
 // The sink's protocol: the first byte a client sends chooses what the connection does.
@@ -36,11 +38,19 @@ func startSink(addr string, tlsCfg *tls.Config) (*sink, error) {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
+		var backoff time.Duration
 		for {
 			c, err := ln.Accept()
 			if err != nil {
+				// Out of descriptors is temporary: wait and go on, as net/http does.
+				if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+					backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+					time.Sleep(backoff)
+					continue
+				}
 				return
 			}
+			backoff = 0
 			if tlsCfg != nil {
 				c = tls.Server(c, tlsCfg)
 			}
@@ -97,7 +107,10 @@ func serveSink(c net.Conn) {
 	}
 	switch mode[0] {
 	case modeEcho:
-		_, _ = io.Copy(c, c)
+		// Through a small buffer: io.Copy between TCP sockets would splice and hold a pipe pair
+		// per idle connection, three descriptors each, and hold would run out of them here.
+		buf := make([]byte, 4<<10)
+		_, _ = io.CopyBuffer(struct{ io.Writer }{c}, struct{ io.Reader }{c}, buf)
 	case modeDiscard:
 		_, _ = io.Copy(io.Discard, c)
 	case modeGenerate:

@@ -50,6 +50,7 @@ type Pool struct {
 	maxIdle int
 	idleFor time.Duration
 	newPipe func() (*pipe, error) // tests replace it to simulate running out of descriptors
+	noPipe  func(error)
 
 	mu     sync.Mutex
 	free   []*pipe // most recently used last
@@ -64,15 +65,16 @@ type Pool struct {
 }
 
 // NewPool returns a Pool that keeps up to maxIdle pipe pairs for up to idleFor after their
-// last use (zero or negative values take the defaults).
-func NewPool(maxIdle int, idleFor time.Duration) *Pool {
+// last use (zero or negative values take the defaults). noPipe, if set, is told every time a
+// pipe could not be made for lack of file descriptors (the copy then goes through a buffer).
+func NewPool(maxIdle int, idleFor time.Duration, noPipe func(error)) *Pool {
 	if maxIdle <= 0 {
 		maxIdle = DefaultMaxIdle
 	}
 	if idleFor <= 0 {
 		idleFor = DefaultIdleFor
 	}
-	p := &Pool{maxIdle: maxIdle, idleFor: idleFor, newPipe: newPipe}
+	p := &Pool{maxIdle: maxIdle, idleFor: idleFor, newPipe: newPipe, noPipe: noPipe}
 	p.bufs.New = func() any { b := make([]byte, 32<<10); return &b }
 	return p
 }
@@ -240,6 +242,9 @@ func (c *copier) fill() (int, error) {
 					c.pipe = pp
 				case errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE):
 					c.pool.noPipes.Add(1)
+					if c.pool.noPipe != nil {
+						c.pool.noPipe(err)
+					}
 					c.buf = c.pool.bufs.Get().(*[]byte)
 				default:
 					opErr = err

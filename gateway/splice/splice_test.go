@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -90,7 +91,7 @@ func openFDs(t *testing.T) int {
 }
 
 func TestIdleHoldsNoPipe(t *testing.T) {
-	p := NewPool(4, time.Hour)
+	p := NewPool(4, time.Hour, nil)
 	defer p.Close()
 	before := openFDs(t)
 	r := startRelay(t, p)
@@ -125,7 +126,7 @@ func TestIdleHoldsNoPipe(t *testing.T) {
 }
 
 func TestBulkBothWaysAndHalfClose(t *testing.T) {
-	p := NewPool(0, 0)
+	p := NewPool(0, 0, nil)
 	defer p.Close()
 	r := startRelay(t, p)
 	const size = 16 << 20
@@ -179,7 +180,7 @@ func TestBulkBothWaysAndHalfClose(t *testing.T) {
 }
 
 func TestCloseEndsAWaitingCopy(t *testing.T) {
-	p := NewPool(0, 0)
+	p := NewPool(0, 0, nil)
 	defer p.Close()
 	_, b := tcpPair(t)
 	c, _ := tcpPair(t)
@@ -197,7 +198,7 @@ func TestCloseEndsAWaitingCopy(t *testing.T) {
 }
 
 func TestProgressCounts(t *testing.T) {
-	p := NewPool(0, 0)
+	p := NewPool(0, 0, nil)
 	defer p.Close()
 	a, b := tcpPair(t)
 	c, d := tcpPair(t)
@@ -217,7 +218,12 @@ func TestProgressCounts(t *testing.T) {
 }
 
 func TestNoPipeFallsBackToABuffer(t *testing.T) {
-	p := NewPool(0, 0)
+	var told atomic.Int64
+	p := NewPool(0, 0, func(err error) {
+		if errors.Is(err, syscall.EMFILE) {
+			told.Add(1)
+		}
+	})
 	defer p.Close()
 	p.newPipe = func() (*pipe, error) { return nil, syscall.EMFILE }
 	r := startRelay(t, p)
@@ -230,13 +236,13 @@ func TestNoPipeFallsBackToABuffer(t *testing.T) {
 	if res := <-r.up; res.err != nil || res.n != int64(len(msg)) {
 		t.Fatalf("Copy = %d, %v", res.n, res.err)
 	}
-	if s := p.Stats(); s.NoPipes == 0 {
-		t.Fatalf("stats %+v: the buffer path was not taken", s)
+	if s := p.Stats(); s.NoPipes == 0 || told.Load() == 0 {
+		t.Fatalf("stats %+v, noPipe told %d times: the buffer path was not taken", s, told.Load())
 	}
 }
 
 func TestPoolExpiresIdlePipes(t *testing.T) {
-	p := NewPool(8, 20*time.Millisecond)
+	p := NewPool(8, 20*time.Millisecond, nil)
 	defer p.Close()
 	before := openFDs(t)
 	var held []*pipe
@@ -264,7 +270,7 @@ func TestPoolExpiresIdlePipes(t *testing.T) {
 }
 
 func TestPoolKeepsAtMostMaxIdle(t *testing.T) {
-	p := NewPool(1, time.Hour)
+	p := NewPool(1, time.Hour, nil)
 	defer p.Close()
 	a, _ := p.get()
 	b, _ := p.get()
