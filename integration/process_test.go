@@ -103,9 +103,16 @@ timeouts:
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	return runServe(t, bin, "serve", "-config", cfgPath, "-ready-json")
+}
+
+// runServe runs argv (`scpgate serve … -ready-json`, possibly behind a wrapper) until it prints
+// its ready line; the process is killed at the end of the test if it still runs.
+func runServe(t *testing.T, argv ...string) *serveProcess {
+	t.Helper()
 	stdout := &firstLine{line: make(chan string, 1)}
 	p := &serveProcess{stderr: &lockedBuffer{}, exited: make(chan struct{})}
-	p.cmd = exec.Command(bin, "serve", "-config", cfgPath, "-ready-json")
+	p.cmd = exec.Command(argv[0], argv[1:]...)
 	p.cmd.Stdout, p.cmd.Stderr = stdout, p.stderr
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
