@@ -46,7 +46,7 @@ func (g *Gateway) dialVetted(ctx context.Context, host policy.Host, port uint16)
 	defer cancel()
 	var lastErr error
 	for _, ap := range targets {
-		conn, err := g.dialAddr(dctx, ap)
+		conn, err := g.dial(dctx, "tcp", ap.String())
 		if err == nil {
 			g.fds.Clear()
 			return conn, ap, nil
@@ -61,19 +61,6 @@ func (g *Gateway) dialVetted(ctx context.Context, host policy.Host, port uint16)
 		}
 	}
 	return nil, targets[len(targets)-1], classifyDialError(lastErr)
-}
-
-// dialAddr dials one vetted address: with the default dialer straight from the address (no
-// string to format and parse again), else through Options.Dial.
-func (g *Gateway) dialAddr(ctx context.Context, ap netip.AddrPort) (net.Conn, error) {
-	if g.dialer == nil {
-		return g.dial(ctx, "tcp", ap.String())
-	}
-	c, err := g.dialer.DialTCP(ctx, "tcp", netip.AddrPort{}, ap)
-	if err != nil {
-		return nil, err // not a typed nil *net.TCPConn in the interface
-	}
-	return c, nil
 }
 
 func (g *Gateway) resolve(ctx context.Context, host policy.Host) ([]netip.Addr, error) {

@@ -95,7 +95,6 @@ type Gateway struct {
 	forward *goproxy.ProxyHttpServer
 	tr      *http.Transport
 	dial    DialFunc
-	dialer  *net.Dialer // the default dialer (nil when Options.Dial replaced it)
 
 	idPrefix string
 	connSeq  atomic.Uint64
@@ -172,7 +171,6 @@ func New(opts Options) (*Gateway, error) {
 			},
 		}
 		g.dial = d.DialContext
-		g.dialer = d
 	}
 	g.tr = g.newTransport()
 	g.forward = g.newForwarder()
