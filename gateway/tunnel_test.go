@@ -16,59 +16,19 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/scpgate/scpgate/internal/testnet"
 )
 
-// bufferEcho is an echo origin for any number of connections that copies through a small
-// buffer, so that it holds no splice pipe of its own in this process.
+// bufferEcho is an echo origin for any number of connections (testnet.Echo).
 func bufferEcho(t *testing.T) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	t.Cleanup(func() {
-		_ = ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			_ = c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			wg.Go(func() {
-				buf := make([]byte, 4096)
-				_, _ = io.CopyBuffer(struct{ io.Writer }{c}, struct{ io.Reader }{c}, buf)
-				_ = c.(*net.TCPConn).CloseWrite()
-			})
-		}
-	})
+	testnet.Echo(t, ln)
 	return ln.Addr().String()
-}
-
-// waitUntil checks cond every 10 ms until it holds or 15 s pass.
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after 15s waiting for %s", what)
-		}
-		<-tick.C
-	}
 }
 
 func openFDs(t *testing.T) int {
@@ -108,7 +68,7 @@ func TestIdleTunnelHoldsTwoDescriptors(t *testing.T) {
 	}
 	// Pipes go back to the pool as soon as a copy would block, and the pool closes them when
 	// nobody took them again for a while.
-	waitUntil(t, "idle tunnels to hold only their sockets", func() bool {
+	testnet.WaitFor(t, "idle tunnels to hold only their sockets", 15*time.Second, func() bool {
 		s := tg.gw.pipes.Stats()
 		return s.InUse == 0 && s.Idle == 0 && openFDs(t)-before == 4*n
 	})

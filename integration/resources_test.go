@@ -10,9 +10,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/scpgate/scpgate/internal/testnet"
 )
 
 // fdLimit is the open-file limit the gateway runs under in TestOutOfDescriptors: its idle
@@ -23,34 +24,7 @@ const fdLimit = 48
 func echoOrigin(t *testing.T) net.Listener {
 	t.Helper()
 	ln := listenLoopback443(t)
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	t.Cleanup(func() {
-		_ = ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			_ = c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			wg.Go(func() {
-				buf := make([]byte, 4096)
-				_, _ = io.CopyBuffer(struct{ io.Writer }{c}, struct{ io.Reader }{c}, buf)
-				_ = c.Close()
-			})
-		}
-	})
+	testnet.Echo(t, ln)
 	return ln
 }
 
@@ -178,15 +152,8 @@ limits:
 	}
 	open = nil
 	// The open files return to the idle count (idle pipes are closed within seconds).
-	deadline := time.Now().Add(15 * time.Second)
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for n := countFDs(t, pid); n > idle; n = countFDs(t, pid) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d open files 15s after every client closed; idle was %d", n, idle)
-		}
-		<-tick.C
-	}
+	testnet.WaitFor(t, fmt.Sprintf("the open files to return to the idle count %d", idle), 15*time.Second,
+		func() bool { return countFDs(t, pid) <= idle })
 	// It serves again.
 	c, resp := tunnelOrRefusal(t, proxy, target)
 	if resp != nil {

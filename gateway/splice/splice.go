@@ -55,6 +55,7 @@ type Pool struct {
 	mu     sync.Mutex
 	free   []*pipe // most recently used last
 	timer  *time.Timer
+	armed  bool // timer will run expire: set by put, cleared by expire when nothing is left
 	closed bool
 
 	bufs sync.Pool // *[]byte, the fallback buffers
@@ -149,10 +150,13 @@ func (p *Pool) put(pp *pipe) {
 	}
 	pp.used = time.Now()
 	p.free = append(p.free, pp)
-	if p.timer == nil {
-		p.timer = time.AfterFunc(p.idleFor, p.expire)
-	} else if len(p.free) == 1 {
-		p.timer.Reset(p.idleFor)
+	if !p.armed {
+		p.armed = true
+		if p.timer == nil {
+			p.timer = time.AfterFunc(p.idleFor, p.expire)
+		} else {
+			p.timer.Reset(p.idleFor)
+		}
 	}
 	p.mu.Unlock()
 }
@@ -169,8 +173,10 @@ func (p *Pool) expire() {
 		n++
 	}
 	p.free = append(p.free[:0], p.free[n:]...)
-	if len(p.free) > 0 {
-		p.timer.Reset(p.free[0].used.Add(p.idleFor).Sub(time.Now()) + time.Millisecond)
+	if len(p.free) > 0 && !p.closed {
+		p.timer.Reset(time.Until(p.free[0].used.Add(p.idleFor)) + time.Millisecond)
+	} else {
+		p.armed = false
 	}
 }
 
@@ -186,19 +192,27 @@ func (p *Pool) Copy(dst, src *net.TCPConn, progress func(int64)) (int64, error) 
 	if err != nil {
 		return 0, err
 	}
-	c := copier{pool: p, src: rsrc, dst: rdst, progress: progress}
+	c := &copier{pool: p, src: rsrc, dst: rdst, progress: progress}
+	// The callbacks are made once: a wakeup allocates nothing, and the stack a waiting copy
+	// parks with stays small (it is most of what an idle tunnel costs).
+	c.onReadable, c.onWritable = c.fill, c.drain
 	return c.run()
 }
 
+// copier is one direction of a Copy. The RawConn callbacks leave their outcome in n and err.
 type copier struct {
 	pool     *Pool
 	src, dst syscall.RawConn
 	progress func(int64)
 
+	onReadable, onWritable func(fd uintptr) bool
+
 	pipe    *pipe
 	buf     *[]byte // the fallback when no pipe could be made
 	bufData []byte
 	total   int64
+	n       int   // bytes the last fill took in; 0 at EOF
+	err     error // the last callback's failure
 }
 
 func (c *copier) release() {
@@ -215,118 +229,115 @@ func (c *copier) release() {
 func (c *copier) run() (int64, error) {
 	defer c.release()
 	for {
-		n, err := c.fill()
-		if err != nil {
+		// Wait until src is readable, and take in what it has.
+		if err := c.src.Read(c.onReadable); err != nil {
 			return c.total, err
 		}
-		if n == 0 {
+		if c.err != nil {
+			return c.total, c.err
+		}
+		if c.n == 0 {
 			return c.total, nil // EOF
 		}
-		if err := c.drain(); err != nil {
+		// Write everything held to dst, waiting for writability as needed.
+		if err := c.dst.Write(c.onWritable); err != nil {
 			return c.total, err
 		}
+		if c.err != nil {
+			return c.total, c.err
+		}
 	}
 }
 
-// fill waits until src is readable and moves what it has into the pipe (or the buffer). When
-// src would block and nothing is held, the pipe goes back to the pool before the wait.
-func (c *copier) fill() (int, error) {
-	var n int
-	var opErr error
-	err := c.src.Read(func(fd uintptr) bool {
-		for {
-			if c.pipe == nil && c.buf == nil {
-				pp, err := c.pool.get()
-				switch {
-				case err == nil:
-					c.pipe = pp
-				case errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE):
-					c.pool.noPipes.Add(1)
-					if c.pool.noPipe != nil {
-						c.pool.noPipe(err)
-					}
-					c.buf = c.pool.bufs.Get().(*[]byte)
-				default:
-					opErr = err
-					return true
-				}
-			}
-			var err error
-			if c.pipe != nil {
-				n, err = splice(int(fd), c.pipe.w, chunk)
-				if n > 0 {
-					c.pipe.data += n
-				}
-			} else {
-				n, err = syscall.Read(int(fd), *c.buf)
-				if n > 0 {
-					c.bufData = (*c.buf)[:n]
-				}
-			}
-			switch {
-			case err == syscall.EINTR:
-				continue
-			case err == syscall.EAGAIN:
-				c.release()
-				c.pool.waits.Add(1)
-				return false // wait for readability, holding nothing
-			case err != nil:
-				opErr = err
-			}
-			n = max(n, 0)
+// fill moves what src has into the pipe (or the buffer). When src would block, the pipe goes
+// back to the pool before the wait (nothing is held then: every fill is drained first).
+func (c *copier) fill(fd uintptr) bool {
+	for {
+		if c.pipe == nil && c.buf == nil && !c.take() {
 			return true
 		}
-	})
-	if err != nil {
-		return 0, err
-	}
-	return n, opErr
-}
-
-// drain writes everything held to dst, waiting for writability as needed.
-func (c *copier) drain() error {
-	var opErr error
-	err := c.dst.Write(func(fd uintptr) bool {
-		for {
-			var n int
-			var err error
-			if c.pipe != nil {
-				if c.pipe.data == 0 {
-					return true
-				}
-				n, err = splice(c.pipe.r, int(fd), c.pipe.data)
-				if n > 0 {
-					c.pipe.data -= n
-				}
-			} else {
-				if len(c.bufData) == 0 {
-					return true
-				}
-				n, err = syscall.Write(int(fd), c.bufData)
-				if n > 0 {
-					c.bufData = c.bufData[n:]
-				}
-			}
+		var n int
+		var err error
+		if c.pipe != nil {
+			n, err = splice(int(fd), c.pipe.w, chunk)
 			if n > 0 {
-				c.total += int64(n)
-				if c.progress != nil {
-					c.progress(int64(n))
-				}
+				c.pipe.data += n
 			}
-			switch {
-			case err == syscall.EINTR:
-			case err == syscall.EAGAIN:
-				return false
-			case err != nil:
-				opErr = err
-				return true
+		} else {
+			n, err = syscall.Read(int(fd), *c.buf)
+			if n > 0 {
+				c.bufData = (*c.buf)[:n]
 			}
 		}
-	})
-	if err != nil {
-		return err
+		switch {
+		case err == syscall.EINTR:
+			continue
+		case err == syscall.EAGAIN:
+			c.release()
+			c.pool.waits.Add(1)
+			return false // wait for readability, holding nothing
+		}
+		c.n, c.err = max(n, 0), err
+		return true
 	}
-	return opErr
+}
+
+// take gets a pipe from the pool or, out of descriptors, a buffer; false (with c.err) if neither.
+func (c *copier) take() bool {
+	pp, err := c.pool.get()
+	switch {
+	case err == nil:
+		c.pipe = pp
+	case errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE):
+		c.pool.noPipes.Add(1)
+		if c.pool.noPipe != nil {
+			c.pool.noPipe(err)
+		}
+		c.buf = c.pool.bufs.Get().(*[]byte)
+	default:
+		c.err = err
+		return false
+	}
+	return true
+}
+
+// drain writes what fill took in to dst; false to wait for writability.
+func (c *copier) drain(fd uintptr) bool {
+	for {
+		var n int
+		var err error
+		if c.pipe != nil {
+			if c.pipe.data == 0 {
+				return true
+			}
+			n, err = splice(c.pipe.r, int(fd), c.pipe.data)
+			if n > 0 {
+				c.pipe.data -= n
+			}
+		} else {
+			if len(c.bufData) == 0 {
+				return true
+			}
+			n, err = syscall.Write(int(fd), c.bufData)
+			if n > 0 {
+				c.bufData = c.bufData[n:]
+			}
+		}
+		if n > 0 {
+			c.total += int64(n)
+			if c.progress != nil {
+				c.progress(int64(n))
+			}
+		}
+		switch {
+		case err == syscall.EINTR:
+		case err == syscall.EAGAIN:
+			return false
+		case err != nil:
+			c.err = err
+			return true
+		}
+	}
 }
 
 func splice(from, to, n int) (int, error) {

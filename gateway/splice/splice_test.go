@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/scpgate/scpgate/internal/testnet"
 )
 
 // tcpPair returns the two ends of a loopback TCP connection.
@@ -67,18 +69,9 @@ func startRelay(t *testing.T, p *Pool) *relay {
 	return r
 }
 
-// waitFor checks cond every millisecond until it holds or 10 s pass.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	tick := time.NewTicker(time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		<-tick.C
-	}
+	testnet.WaitFor(t, what, 10*time.Second, cond)
 }
 
 func openFDs(t *testing.T) int {
