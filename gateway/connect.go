@@ -95,16 +95,17 @@ func (g *Gateway) handleConnect(w http.ResponseWriter, r *http.Request, ex *exch
 	go g.runTunnel(t, client, early, ex, checkSNI, d.Mode, host.Name)
 }
 
-// runTunnel checks the client's TLS server name when the policy asks for it, relays until the
-// tunnel ends, and writes its close record.
+// runTunnel checks the client's TLS server name when the policy asks for it and starts the
+// relay; the close record is written when the tunnel ends.
 func (g *Gateway) runTunnel(t *tunnel, client net.Conn, early []byte, ex *exchange, checkSNI bool, mode policy.Mode, hostName string) {
-	defer g.untrack(t)
 	// The gauge drops before the close record is written, so whoever waits for the record
-	// sees the tunnel counted as closed.
-	defer func() {
+	// sees the tunnel counted as closed; untrack comes last, so a drain waits for the record.
+	ended := func(up, down int64) {
+		ex.rec.BytesUp, ex.rec.BytesDown = up, down
 		g.opts.Observer.TunnelClosed()
 		g.finish(ex, http.StatusOK)
-	}()
+		g.untrack(t)
+	}
 	// IP-literal destinations cannot carry a server name (RFC 6066), so only names are checked.
 	if checkSNI {
 		first, serverName, err := g.readClientHello(client, early)
@@ -123,12 +124,13 @@ func (g *Gateway) runTunnel(t *tunnel, client net.Conn, early []byte, ex *exchan
 				// bytes_up stays 0: the ClientHello never went upstream.
 				t.close()
 				_ = client.Close()
+				ended(0, 0)
 				return
 			}
 		}
 		early = first
 	}
-	ex.rec.BytesUp, ex.rec.BytesDown = t.run(client, early)
+	t.start(client, early, ended)
 }
 
 // readClientHello reads the client's ClientHello (behind any early bytes) without consuming

@@ -39,18 +39,21 @@ func newTunnel(upstream net.Conn, pipes *splice.Pool, bufs *sync.Pool, idle, lif
 	return &tunnel{upstream: upstream, pipes: pipes, bufs: bufs, idle: idle, lifetime: lifetime}
 }
 
-// run copies until both directions ended (or the tunnel was closed) and returns the bytes sent
-// upstream (including early, which the client sent before the tunnel existed) and downstream.
-func (t *tunnel) run(client net.Conn, early []byte) (up, down int64) {
+// start relays both directions, each on a goroutine of its own, and returns at once. When
+// both have ended the tunnel is closed and ended is called with the bytes sent upstream
+// (including early, which the client sent before the tunnel existed) and downstream. The
+// goroutine that calls start may end: only the two copies, parked on shallow stacks while
+// the tunnel is idle, live as long as the tunnel.
+func (t *tunnel) start(client net.Conn, early []byte, ended func(up, down int64)) {
 	t.mu.Lock()
 	t.client = client
 	closed := t.closed
 	t.mu.Unlock()
 	if closed {
 		_ = client.Close()
-		return 0, 0
+		ended(0, 0)
+		return
 	}
-	defer t.close()
 	// Copy on the raw socket when the client arrived through a wrapper (the connection limiter),
 	// so both directions can splice; t.client, the wrapper, is what gets closed. A TLS client is
 	// never unwrapped: its bytes must go through TLS.
@@ -61,11 +64,14 @@ func (t *tunnel) run(client net.Conn, early []byte) (up, down int64) {
 		}
 	}
 	t.touch()
+	var up int64
 	if len(early) > 0 {
 		n, err := t.upstream.Write(early)
-		up += int64(n)
+		up = int64(n)
 		if err != nil {
-			return up, 0
+			t.close()
+			ended(up, 0)
+			return
 		}
 	}
 	t.mu.Lock()
@@ -77,11 +83,24 @@ func (t *tunnel) run(client net.Conn, early []byte) (up, down int64) {
 	}
 	t.mu.Unlock()
 
-	done := make(chan int64, 1)
-	go func() { done <- t.pipe(rawClient, t.upstream) }()
-	up += t.pipe(t.upstream, rawClient)
-	down = <-done
-	return up, down
+	var upBytes, downBytes atomic.Int64
+	upBytes.Store(up)
+	var running atomic.Int32
+	running.Store(2)
+	finish := func() {
+		if running.Add(-1) == 0 {
+			t.close()
+			ended(upBytes.Load(), downBytes.Load())
+		}
+	}
+	go func() {
+		downBytes.Store(t.pipe(rawClient, t.upstream))
+		finish()
+	}()
+	go func() {
+		upBytes.Add(t.pipe(t.upstream, rawClient))
+		finish()
+	}()
 }
 
 // pipe copies src to dst until src ends, then half-closes dst so the peer sees EOF while the
