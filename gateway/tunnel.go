@@ -28,6 +28,12 @@ type tunnel struct {
 
 	lastActive atomic.Int64 // unix nanoseconds
 
+	// The relay's state, here rather than in closures: one allocation per tunnel.
+	rawClient          net.Conn
+	upBytes, downBytes atomic.Int64
+	running            atomic.Int32
+	ended              func(up, down int64)
+
 	mu        sync.Mutex
 	client    net.Conn
 	closed    bool
@@ -83,24 +89,29 @@ func (t *tunnel) start(client net.Conn, early []byte, ended func(up, down int64)
 	}
 	t.mu.Unlock()
 
-	var upBytes, downBytes atomic.Int64
-	upBytes.Store(up)
-	var running atomic.Int32
-	running.Store(2)
-	finish := func() {
-		if running.Add(-1) == 0 {
-			t.close()
-			ended(upBytes.Load(), downBytes.Load())
-		}
+	t.rawClient, t.ended = rawClient, ended
+	t.upBytes.Store(up)
+	t.running.Store(2)
+	go t.copyDown()
+	go t.copyUp()
+}
+
+func (t *tunnel) copyDown() {
+	t.downBytes.Store(t.pipe(t.rawClient, t.upstream))
+	t.copyEnded()
+}
+
+func (t *tunnel) copyUp() {
+	t.upBytes.Add(t.pipe(t.upstream, t.rawClient))
+	t.copyEnded()
+}
+
+// copyEnded closes the tunnel and reports it once both directions have ended.
+func (t *tunnel) copyEnded() {
+	if t.running.Add(-1) == 0 {
+		t.close()
+		t.ended(t.upBytes.Load(), t.downBytes.Load())
 	}
-	go func() {
-		downBytes.Store(t.pipe(rawClient, t.upstream))
-		finish()
-	}()
-	go func() {
-		upBytes.Add(t.pipe(t.upstream, rawClient))
-		finish()
-	}()
 }
 
 // pipe copies src to dst until src ends, then half-closes dst so the peer sees EOF while the

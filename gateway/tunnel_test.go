@@ -69,8 +69,9 @@ func TestIdleTunnelHoldsTwoDescriptors(t *testing.T) {
 	// Pipes go back to the pool as soon as a copy would block, and the pool closes them when
 	// nobody took them again for a while.
 	testnet.WaitFor(t, "idle tunnels to hold only their sockets", 15*time.Second, func() bool {
+		// At most: sockets of earlier tests in this process may close meanwhile.
 		s := tg.gw.pipes.Stats()
-		return s.InUse == 0 && s.Idle == 0 && openFDs(t)-before == 4*n
+		return s.InUse == 0 && s.Idle == 0 && openFDs(t)-before <= 4*n
 	})
 	if s := tg.gw.pipes.Stats(); s.NoPipes != 0 {
 		t.Fatalf("pool stats %+v: some copy went through a buffer instead of splice", s)
