@@ -91,13 +91,6 @@ func (g *Gateway) handleConnect(w http.ResponseWriter, r *http.Request, ex *exch
 	// The tunnel runs on goroutines of its own and the handler returns: the HTTP server's
 	// per-connection state (its goroutine, buffers, the request) is released at once instead
 	// of living as long as the tunnel.
-	checkSNI := d.SNI == policy.SNIMatch && !host.IsAddr()
-	go g.runTunnel(t, client, early, ex, checkSNI, d.Mode, host.Name)
-}
-
-// runTunnel checks the client's TLS server name when the policy asks for it and starts the
-// relay; the close record is written when the tunnel ends.
-func (g *Gateway) runTunnel(t *tunnel, client net.Conn, early []byte, ex *exchange, checkSNI bool, mode policy.Mode, hostName string) {
 	// The gauge drops before the close record is written, so whoever waits for the record
 	// sees the tunnel counted as closed; untrack comes last, so a drain waits for the record.
 	ended := func(up, down int64) {
@@ -107,30 +100,37 @@ func (g *Gateway) runTunnel(t *tunnel, client net.Conn, early []byte, ex *exchan
 		g.untrack(t)
 	}
 	// IP-literal destinations cannot carry a server name (RFC 6066), so only names are checked.
-	if checkSNI {
-		first, serverName, err := g.readClientHello(client, early)
-		ex.rec.SNI = serverName
-		if err != nil || serverName != hostName {
-			if mode == policy.ModeReport {
-				ex.rec.Decision, ex.rec.Reason = audit.DecisionWouldDeny, string(policy.ReasonSNIMismatch)
-			} else {
-				// Nothing was sent upstream: the TCP connection is closed unused.
-				args := []any{"conn_id", ex.rec.ConnID, "host", hostName, "sni", serverName}
-				if err != nil {
-					args = append(args, "err", err)
-				}
-				g.log.Info("tunnel cut: SNI does not match CONNECT host", args...)
-				ex.rec.Decision, ex.rec.Reason = audit.DecisionDeny, string(policy.ReasonSNIMismatch)
-				// bytes_up stays 0: the ClientHello never went upstream.
-				t.close()
-				_ = client.Close()
-				ended(0, 0)
-				return
-			}
-		}
-		early = first
+	if d.SNI == policy.SNIMatch && !host.IsAddr() {
+		// Waiting for the ClientHello takes a goroutine of the tunnel's own.
+		go g.checkSNI(t, client, early, ex, d.Mode, host.Name, ended)
+		return
 	}
 	t.start(client, early, ended)
+}
+
+// checkSNI reads the client's ClientHello and starts the relay if its server name is the
+// CONNECT host (or the group only reports); otherwise it cuts the tunnel.
+func (g *Gateway) checkSNI(t *tunnel, client net.Conn, early []byte, ex *exchange, mode policy.Mode, hostName string, ended func(up, down int64)) {
+	first, serverName, err := g.readClientHello(client, early)
+	ex.rec.SNI = serverName
+	if err != nil || serverName != hostName {
+		if mode != policy.ModeReport {
+			// Nothing was sent upstream: the TCP connection is closed unused.
+			args := []any{"conn_id", ex.rec.ConnID, "host", hostName, "sni", serverName}
+			if err != nil {
+				args = append(args, "err", err)
+			}
+			g.log.Info("tunnel cut: SNI does not match CONNECT host", args...)
+			ex.rec.Decision, ex.rec.Reason = audit.DecisionDeny, string(policy.ReasonSNIMismatch)
+			// bytes_up stays 0: the ClientHello never went upstream.
+			t.close()
+			_ = client.Close()
+			ended(0, 0)
+			return
+		}
+		ex.rec.Decision, ex.rec.Reason = audit.DecisionWouldDeny, string(policy.ReasonSNIMismatch)
+	}
+	t.start(client, first, ended)
 }
 
 // readClientHello reads the client's ClientHello (behind any early bytes) without consuming
