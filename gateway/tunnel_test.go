@@ -31,14 +31,7 @@ func bufferEcho(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-func openFDs(t *testing.T) int {
-	t.Helper()
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return len(ents)
-}
+func openFDs(t *testing.T) int { return testnet.CountFDs(t, os.Getpid()) }
 
 func echoOnce(t *testing.T, c net.Conn, br *bufio.Reader, msg string) {
 	t.Helper()

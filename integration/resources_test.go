@@ -58,15 +58,6 @@ func tunnelOrRefusal(t *testing.T, proxy, target string) (net.Conn, *http.Respon
 	return c, nil
 }
 
-func countFDs(t *testing.T, pid int) int {
-	t.Helper()
-	ents, err := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return len(ents)
-}
-
 // TestOutOfDescriptors runs the real binary under a small open-file limit: when it runs out,
 // CONNECTs get 503 out_of_resources (not 502, not silence), one WARN is logged, the metric
 // counts them; once the clients close, its open files return to the idle count within seconds
@@ -109,7 +100,7 @@ limits:
 	// ulimit -n sets the soft and the hard limit: the gateway cannot raise it.
 	p := runServe(t, "/bin/sh", "-c", fmt.Sprintf(`ulimit -n %d && exec "$0" "$@"`, fdLimit), bin, "serve", "-config", cfgPath, "-ready-json")
 	pid := p.cmd.Process.Pid
-	idle := countFDs(t, pid)
+	idle := testnet.CountFDs(t, pid)
 	target := name + ":443"
 	proxy := p.addrs.Proxy[0]
 
@@ -153,7 +144,7 @@ limits:
 	open = nil
 	// The open files return to the idle count (idle pipes are closed within seconds).
 	testnet.WaitFor(t, fmt.Sprintf("the open files to return to the idle count %d", idle), 15*time.Second,
-		func() bool { return countFDs(t, pid) <= idle })
+		func() bool { return testnet.CountFDs(t, pid) <= idle })
 	// It serves again.
 	c, resp := tunnelOrRefusal(t, proxy, target)
 	if resp != nil {

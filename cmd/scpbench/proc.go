@@ -2,23 +2,17 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/scpgate/scpgate/sim/testca"
 )
 
 // proc is a proxy (or helper) process this tool started; stop ends it by its pid.
@@ -116,64 +110,35 @@ func mustPort(addr string) int {
 	return n
 }
 
-// benchCert is a self-signed certificate for the TLS sink and the TLS proxy listener, with
-// the PEM files scpgate reads and the pool clients trust.
+// benchCert is the certificate of the TLS sink and the TLS proxy listener, from a CA of the
+// bench's own (sim/testca), with the PEM files scpgate reads.
 type benchCert struct {
-	cert             tls.Certificate
-	pool             *x509.CertPool
-	certFile, keyFil string
+	ca                *testca.CA
+	cert              tls.Certificate
+	certFile, keyFile string
 }
 
 func newBenchCert(dir string, names ...string) (*benchCert, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ca, err := testca.New("scpbench")
 	if err != nil {
 		return nil, err
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(time.Now().UnixNano()),
-		Subject:               pkix.Name{CommonName: "scpbench"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		DNSNames:              names,
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	cert, err := ca.Issue(names...)
 	if err != nil {
 		return nil, err
 	}
-	leaf, err := x509.ParseCertificate(der)
+	certFile, keyFile, err := testca.WriteCertFiles(dir, "bench", cert)
 	if err != nil {
 		return nil, err
 	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return nil, err
-	}
-	bc := &benchCert{
-		cert:     tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf},
-		pool:     x509.NewCertPool(),
-		certFile: filepath.Join(dir, "bench.crt"),
-		keyFil:   filepath.Join(dir, "bench.key"),
-	}
-	bc.pool.AddCert(leaf)
-	if err := os.WriteFile(bc.certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
-		return nil, err
-	}
-	if err := os.WriteFile(bc.keyFil, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-		return nil, err
-	}
-	return bc, nil
+	return &benchCert{ca: ca, cert: cert, certFile: certFile, keyFile: keyFile}, nil
 }
 
 func (b *benchCert) serverConfig() *tls.Config {
 	return &tls.Config{Certificates: []tls.Certificate{b.cert}, MinVersion: tls.VersionTLS12}
 }
 
-// clientConfig trusts the bench certificate and resumes sessions, as a long-running client does.
+// clientConfig trusts the bench CA and resumes sessions, as a long-running client does.
 func (b *benchCert) clientConfig(serverName string) *tls.Config {
-	return &tls.Config{RootCAs: b.pool, ServerName: serverName, MinVersion: tls.VersionTLS12, ClientSessionCache: tls.NewLRUClientSessionCache(64)}
+	return &tls.Config{RootCAs: b.ca.Pool(), ServerName: serverName, MinVersion: tls.VersionTLS12, ClientSessionCache: tls.NewLRUClientSessionCache(64)}
 }

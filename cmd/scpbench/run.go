@@ -171,7 +171,7 @@ func newEnv(ctx context.Context, scpgate, out string, keep bool) (*env, func(), 
 	dns.SetA(sinkName, lo)
 	dns.SetA(sniName, lo)
 	e := &env{dir: dir, scpgate: scpgate, self: self, dnsAddr: dns.Addr()}
-	if e.cert, err = newBenchCert(dir, sinkName, sniName); err != nil {
+	if e.cert, err = newBenchCert(dir, sinkName, sniName, proxyName); err != nil {
 		cleanup()
 		return nil, nil, err
 	}

@@ -13,8 +13,10 @@ import (
 // Names the bench's DNS server answers with 127.0.0.1 for scpgate: the CONNECT goes through
 // the gateway's real resolve-and-vet path.
 const (
-	sinkName  = "sink.bench.test"
-	sniName   = "sni.bench.test"
+	sinkName = "sink.bench.test"
+	sniName  = "sni.bench.test"
+	// proxyName is the TLS proxy listener's name in its certificate (clients dial 127.0.0.1).
+	proxyName = "proxy.bench.test"
 	benchUser = "bench"
 	benchPass = "bench-password-0123"
 )
@@ -202,7 +204,7 @@ groups:
 		if c.tlsListen, err = freePort(); err != nil {
 			return c, err
 		}
-		fmt.Fprintf(&b, "tls_listen: [%q]\ntls:\n  cert_file: %q\n  key_file: %q\n", c.tlsListen, e.cert.certFile, e.cert.keyFil)
+		fmt.Fprintf(&b, "tls_listen: [%q]\ntls:\n  cert_file: %q\n  key_file: %q\n", c.tlsListen, e.cert.certFile, e.cert.keyFile)
 	}
 	c.path = filepath.Join(dir, "gateway.yaml")
 	return c, os.WriteFile(c.path, []byte(b.String()), 0o644)
@@ -230,7 +232,7 @@ func scpgateStarter(v scpgateVariant) func(context.Context, *env, string, string
 			ep.proxy = cfg.tlsListen
 			// scpgate binds every listener before serving: the plain one answering means the
 			// TLS one is bound too.
-			ep.proxyTLS = e.cert.clientConfig("127.0.0.1")
+			ep.proxyTLS = e.cert.clientConfig(proxyName)
 		}
 		if v.tunnelTLS {
 			ep.tunnelTLS = e.cert.clientConfig(host)

@@ -74,14 +74,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	testnet.WaitFor(t, what, 10*time.Second, cond)
 }
 
-func openFDs(t *testing.T) int {
-	t.Helper()
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return len(ents)
-}
+func openFDs(t *testing.T) int { return testnet.CountFDs(t, os.Getpid()) }
 
 func TestIdleHoldsNoPipe(t *testing.T) {
 	p := NewPool(4, time.Hour, nil)

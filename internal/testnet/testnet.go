@@ -1,10 +1,13 @@
 // Package testnet holds helpers for tests that use real sockets on loopback: an echo server
-// that holds no splice pipe of its own, and a bounded wait for a condition.
+// that holds no splice pipe of its own, a bounded wait for a condition, and a count of a
+// process's open file descriptors.
 package testnet
 
 import (
 	"io"
 	"net"
+	"os"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -60,4 +63,15 @@ func WaitFor(t testing.TB, what string, timeout time.Duration, cond func() bool)
 		}
 		<-tick.C
 	}
+}
+
+// CountFDs returns how many file descriptors process pid has open (os.Getpid() for the test's
+// own), from /proc/<pid>/fd.
+func CountFDs(t testing.TB, pid int) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
 }
