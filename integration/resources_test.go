@@ -6,8 +6,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -68,7 +66,6 @@ func TestOutOfDescriptors(t *testing.T) {
 	origin := echoOrigin(t)
 	const name = "echo.microsoft.com"
 	w.dns.SetA(name, addrOf(origin).Addr())
-	dir := t.TempDir()
 	policy := `version: 1
 groups:
   echo:
@@ -78,25 +75,7 @@ groups:
     sni: "off"
     hosts: [` + name + `]
 `
-	if err := os.WriteFile(filepath.Join(dir, "endpoints.yaml"), []byte(policy), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cfg := fmt.Sprintf(`listen: ["127.0.0.1:0"]
-admin: "127.0.0.1:0"
-policy: endpoints.yaml
-watch: false
-dns:
-  servers: [%q]
-allow_ranges: ["%s/32"]
-audit:
-  path: audit.log
-limits:
-  requests_per_second: 0
-`, w.dns.Addr(), addrOf(origin).Addr())
-	cfgPath := filepath.Join(dir, "gateway.yaml")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	cfgPath := writeServeConfig(t, w, policy, addrOf(origin).Addr(), "limits:\n  requests_per_second: 0\n")
 	// ulimit -n sets the soft and the hard limit: the gateway cannot raise it.
 	p := runServe(t, "/bin/sh", "-c", fmt.Sprintf(`ulimit -n %d && exec "$0" "$@"`, fdLimit), bin, "serve", "-config", cfgPath, "-ready-json")
 	pid := p.cmd.Process.Pid
