@@ -13,7 +13,7 @@ LDFLAGS := -X github.com/scpgate/scpgate/internal/buildinfo.version=$(VERSION) \
 # Integration tests bind port 443 on loopback addresses: they need root (or `unshare -rn`).
 TESTFLAGS ?= -race -count=1 -timeout 15m
 
-.PHONY: all build install cross test vet fmt-check unit integration bench bench-policy bench-auth bench-report bench-client bench-compare fuzz demo clean deps
+.PHONY: all build install cross test vet fmt-check unit integration bench bench-hold bench-deps bench-micro bench-policy bench-auth bench-report bench-client bench-compare fuzz demo clean deps
 
 all: build
 
@@ -106,7 +106,35 @@ BENCHCOUNT ?= 3
 bench-client: deps
 	$(GO) test -run '^$$' -bench 'BenchmarkSCPClientDownload1GiB' -benchtime 1x -count $(BENCHCOUNT) -timeout 30m ./integration/
 
-bench: bench-policy bench-auth bench-client
+bench-micro: bench-policy bench-auth bench-client
+
+# scpgate against direct, a bare Go splice proxy, squid and tinyproxy on loopback, interleaved
+# rounds; writes bin/bench/bench.md and bench.json (see cmd/scpbench). BENCHFLAGS adds flags,
+# e.g. BENCHFLAGS='-rounds 5'. Not run by CI: it takes minutes and wants a quiet machine.
+BENCHBIN   := bin/scpbench
+BENCHFLAGS ?=
+bench: bench-deps
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/scpgate
+	$(GO) build -o $(BENCHBIN) ./cmd/scpbench
+	./$(BENCHBIN) run -scpgate $(BIN) -out bin/bench $(BENCHFLAGS)
+
+# At least 9,000 concurrent idle tunnels through scpgate (HOLD, default 9500) under the
+# machine's open-file limit; writes bin/bench/hold.json and fails on any error.
+HOLD ?= 9500
+bench-hold:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/scpgate
+	$(GO) build -o $(BENCHBIN) ./cmd/scpbench
+	./$(BENCHBIN) hold -scpgate $(BIN) -out bin/bench -n $(HOLD)
+
+# squid and tinyproxy from Debian's packages, for make bench only.
+bench-deps:
+	@missing=(); for p in squid tinyproxy; do command -v $$p >/dev/null 2>&1 || missing+=($$p); done; \
+	if [ $${#missing[@]} -gt 0 ]; then \
+	  [ "$$(id -u)" -eq 0 ] || { echo "bench: install $${missing[*]} (apt-get install $${missing[*]}) or run as root" >&2; exit 1; }; \
+	  echo "bench: installing $${missing[*]}"; \
+	  export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && \
+	  apt-get install -y -qq --no-install-recommends $${missing[*]} >/dev/null; \
+	fi
 
 # Compare benchmarks of BASE (a git ref) and the working tree with benchstat, COUNT runs each.
 BENCHSTAT  := $(GO) run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da

@@ -53,16 +53,16 @@ func (g *Gateway) handleConnect(w http.ResponseWriter, r *http.Request, ex *exch
 		return
 	}
 
-	t := newTunnel(upstream, g.opts.Timeouts.Idle, g.opts.Timeouts.Lifetime)
+	t := newTunnel(upstream, g.pipes, &g.bufs, g.opts.Timeouts.Idle, g.opts.Timeouts.Lifetime)
 	if !g.track(t) {
 		_ = upstream.Close()
 		g.refuse(w, ex, refusal{reason: policy.ReasonDraining})
 		return
 	}
-	defer g.untrack(t)
 
 	client, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
+		g.untrack(t)
 		_ = upstream.Close()
 		g.log.Error("hijack failed", "conn_id", ex.rec.ConnID, "err", err)
 		ex.rec.Event = audit.EventClose
@@ -70,6 +70,7 @@ func (g *Gateway) handleConnect(w http.ResponseWriter, r *http.Request, ex *exch
 		return
 	}
 	if _, err := client.Write(established(ex.rec.ConnID, ex.authHeader)); err != nil {
+		g.untrack(t)
 		_ = client.Close()
 		_ = upstream.Close()
 		ex.rec.Event = audit.EventClose
@@ -77,48 +78,59 @@ func (g *Gateway) handleConnect(w http.ResponseWriter, r *http.Request, ex *exch
 		return
 	}
 	// The client may have sent its first bytes (a TLS ClientHello) together with the CONNECT
-	// head; the HTTP server read them into its buffer. They belong to the tunnel.
+	// head; the HTTP server read them into its buffer. They belong to the tunnel. Copied, so
+	// the tunnel keeps nothing of the server's.
 	var early []byte
 	if n := brw.Reader.Buffered(); n > 0 {
-		early, _ = brw.Reader.Peek(n)
+		peeked, _ := brw.Reader.Peek(n)
+		early = bytes.Clone(peeked)
 	}
 	g.opts.Observer.TunnelOpened()
-	// The gauge drops before the close record is written, so whoever waits for the record
-	// sees the tunnel counted as closed.
-	closed := func() {
-		g.opts.Observer.TunnelClosed()
-		g.finish(ex, http.StatusOK)
-	}
 	ex.rec.Event = audit.EventClose
 	ex.rec.Status = http.StatusOK
-
+	// The tunnel runs on goroutines of its own and the handler returns: the HTTP server's
+	// per-connection state (its goroutine, buffers, the request) is released at once instead
+	// of living as long as the tunnel.
+	// The gauge drops before the close record is written, so whoever waits for the record
+	// sees the tunnel counted as closed; untrack comes last, so a drain waits for the record.
+	ended := func(up, down int64) {
+		ex.rec.BytesUp, ex.rec.BytesDown = up, down
+		g.opts.Observer.TunnelClosed()
+		g.finish(ex, http.StatusOK)
+		g.untrack(t)
+	}
 	// IP-literal destinations cannot carry a server name (RFC 6066), so only names are checked.
 	if d.SNI == policy.SNIMatch && !host.IsAddr() {
-		first, serverName, err := g.readClientHello(client, early)
-		ex.rec.SNI = serverName
-		if err != nil || serverName != host.Name {
-			if d.Mode == policy.ModeReport {
-				ex.rec.Decision, ex.rec.Reason = audit.DecisionWouldDeny, string(policy.ReasonSNIMismatch)
-			} else {
-				// Nothing was sent upstream: the TCP connection is closed unused.
-				args := []any{"conn_id", ex.rec.ConnID, "host", host.Name, "sni", serverName}
-				if err != nil {
-					args = append(args, "err", err)
-				}
-				g.log.Info("tunnel cut: SNI does not match CONNECT host", args...)
-				ex.rec.Decision, ex.rec.Reason = audit.DecisionDeny, string(policy.ReasonSNIMismatch)
-				// bytes_up stays 0: the ClientHello never went upstream.
-				t.close()
-				_ = client.Close()
-				closed()
-				return
-			}
-		}
-		early = first
+		// Waiting for the ClientHello takes a goroutine of the tunnel's own.
+		go g.checkSNI(t, client, early, ex, d.Mode, host.Name, ended)
+		return
 	}
-	up, down := t.run(client, early)
-	ex.rec.BytesUp, ex.rec.BytesDown = up, down
-	closed()
+	t.start(client, early, ended)
+}
+
+// checkSNI reads the client's ClientHello and starts the relay if its server name is the
+// CONNECT host (or the group only reports); otherwise it cuts the tunnel.
+func (g *Gateway) checkSNI(t *tunnel, client net.Conn, early []byte, ex *exchange, mode policy.Mode, hostName string, ended func(up, down int64)) {
+	first, serverName, err := g.readClientHello(client, early)
+	ex.rec.SNI = serverName
+	if err != nil || serverName != hostName {
+		if mode != policy.ModeReport {
+			// Nothing was sent upstream: the TCP connection is closed unused.
+			args := []any{"conn_id", ex.rec.ConnID, "host", hostName, "sni", serverName}
+			if err != nil {
+				args = append(args, "err", err)
+			}
+			g.log.Info("tunnel cut: SNI does not match CONNECT host", args...)
+			ex.rec.Decision, ex.rec.Reason = audit.DecisionDeny, string(policy.ReasonSNIMismatch)
+			// bytes_up stays 0: the ClientHello never went upstream.
+			t.close()
+			_ = client.Close()
+			ended(0, 0)
+			return
+		}
+		ex.rec.Decision, ex.rec.Reason = audit.DecisionWouldDeny, string(policy.ReasonSNIMismatch)
+	}
+	t.start(client, first, ended)
 }
 
 // readClientHello reads the client's ClientHello (behind any early bytes) without consuming

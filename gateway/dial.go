@@ -9,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/scpgate/scpgate/gateway/fdguard"
 	"github.com/scpgate/scpgate/gateway/netguard"
 	"github.com/scpgate/scpgate/policy"
 )
@@ -47,7 +48,12 @@ func (g *Gateway) dialVetted(ctx context.Context, host policy.Host, port uint16)
 	for _, ap := range targets {
 		conn, err := g.dial(dctx, "tcp", ap.String())
 		if err == nil {
+			g.fds.Clear()
 			return conn, ap, nil
+		}
+		if fdguard.IsExhausted(err) {
+			g.fds.Hit("dial", err)
+			return nil, ap, &upstreamError{reason: policy.ReasonOutOfResources, err: err}
 		}
 		lastErr = err
 		if dctx.Err() != nil {

@@ -25,9 +25,11 @@ import (
 	"github.com/elazarl/goproxy"
 
 	"github.com/scpgate/scpgate/gateway/audit"
+	"github.com/scpgate/scpgate/gateway/fdguard"
 	"github.com/scpgate/scpgate/gateway/limits"
 	"github.com/scpgate/scpgate/gateway/netguard"
 	"github.com/scpgate/scpgate/gateway/proxyauth"
+	"github.com/scpgate/scpgate/gateway/splice"
 	"github.com/scpgate/scpgate/policy"
 )
 
@@ -41,18 +43,23 @@ type AuditSink interface {
 	Write(audit.Record)
 }
 
-// Observer is told about tunnels and authentication (the metrics package implements it).
+// Observer is told about tunnels, authentication and resource exhaustion (the metrics package
+// implements it).
 type Observer interface {
 	TunnelOpened()
 	TunnelClosed()
 	AuthResult(result string) // "ok", "failed", "required", "locked_out"
+	// OutOfResources counts an operation that failed for lack of file descriptors: "accept",
+	// "dial" or "pipe".
+	OutOfResources(where string)
 }
 
 type noopObserver struct{}
 
-func (noopObserver) TunnelOpened()     {}
-func (noopObserver) TunnelClosed()     {}
-func (noopObserver) AuthResult(string) {}
+func (noopObserver) TunnelOpened()         {}
+func (noopObserver) TunnelClosed()         {}
+func (noopObserver) AuthResult(string)     {}
+func (noopObserver) OutOfResources(string) {}
 
 // DialFunc dials a vetted address. Tests replace it to prove a dial never happens.
 type DialFunc func(ctx context.Context, network, address string) (net.Conn, error)
@@ -75,6 +82,9 @@ type Options struct {
 	RateLimit *limits.RateLimiter
 	// Observer is told about tunnels and authentication results.
 	Observer Observer
+	// FDs tracks running out of file descriptors (dial and pipe failures here, accept failures
+	// in the process's listeners); nil: the gateway makes its own, counting to Observer.
+	FDs *fdguard.Guard
 }
 
 // Gateway is a forwarding proxy. It is an http.Handler; Serve runs it on a listener.
@@ -93,6 +103,13 @@ type Gateway struct {
 	tunnels  map[*tunnel]struct{}
 	tunnelWG sync.WaitGroup
 	draining atomic.Bool
+
+	// pipes lends splice pipes to tunnels while their bytes move; bufs lends copy buffers to the
+	// tunnels that cannot splice (TLS clients).
+	pipes *splice.Pool
+	bufs  sync.Pool
+	// fds notices running out of file descriptors: one WARN per episode, a count per failure.
+	fds *fdguard.Guard
 
 	// wait pauses a request (failed-login slowdown); tests replace it to observe the pauses.
 	wait func(ctx context.Context, d time.Duration)
@@ -128,12 +145,21 @@ func New(opts Options) (*Gateway, error) {
 		idPrefix: hex.EncodeToString(prefix[:]),
 		tunnels:  make(map[*tunnel]struct{}),
 		wait:     sleepCtx,
+		fds:      opts.FDs,
 	}
+	if g.fds == nil {
+		g.fds = fdguard.New(opts.Logger, opts.Observer.OutOfResources)
+	}
+	g.pipes = splice.NewPool(0, 0, func(err error) { g.fds.Hit("pipe", err) })
+	g.bufs.New = func() any { b := make([]byte, 32<<10); return &b }
 	g.policy.Store(opts.Policy)
 	g.dial = opts.Dial
 	if g.dial == nil {
 		d := &net.Dialer{
 			Timeout: opts.Timeouts.Dial,
+			// Keep-alive probes after 15 s idle (Go's default), with the system's interval and
+			// count: two setsockopt calls per dial instead of four.
+			KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: 15 * time.Second, Interval: -1, Count: -1},
 			// Defence in depth: whatever address the socket is about to connect to is vetted
 			// again, so no code path can reach an address the guard refuses.
 			ControlContext: func(_ context.Context, _, address string, _ syscall.RawConn) error {
@@ -223,6 +249,7 @@ func (g *Gateway) Close() error {
 	g.closeTunnels()
 	g.tunnelWG.Wait()
 	g.tr.CloseIdleConnections()
+	g.pipes.Close()
 	return nil
 }
 

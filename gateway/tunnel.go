@@ -7,21 +7,32 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/scpgate/scpgate/gateway/splice"
 )
 
 // tunnel moves bytes both ways between a client and its upstream.
 //
-// With two *net.TCPConn, io.Copy becomes splice(2): the bytes never enter user space. Splice gives
-// no per-read hook, so activity is observed by giving each read a short deadline (a tick): when it
-// expires, io.Copy returns what it moved, the direction notes the activity and starts again.
-// The idle timer then closes the tunnel only when neither direction moved a byte for idle.
+// Between two *net.TCPConn the bytes go through splice(2) (package splice): each direction
+// waits for readability holding no pipe, borrows a pipe pair from the gateway's pool while
+// bytes move, and gives it back when the socket would block, so an idle tunnel holds its two
+// sockets and nothing else. Every chunk moved notes the activity; the idle timer closes the
+// tunnel only when neither direction moved a byte for idle. A TLS client (the TLS proxy
+// listener) cannot splice: its bytes go through a buffer borrowed for the tunnel's life.
 type tunnel struct {
 	upstream net.Conn
+	pipes    *splice.Pool
+	bufs     *sync.Pool // *[]byte for the copies that cannot splice
 	idle     time.Duration
 	lifetime time.Duration
-	tick     time.Duration
 
 	lastActive atomic.Int64 // unix nanoseconds
+
+	// The relay's state, here rather than in closures: one allocation per tunnel.
+	rawClient          net.Conn
+	upBytes, downBytes atomic.Int64
+	running            atomic.Int32
+	ended              func(up, down int64)
 
 	mu        sync.Mutex
 	client    net.Conn
@@ -30,25 +41,25 @@ type tunnel struct {
 	lifeTimer *time.Timer
 }
 
-func newTunnel(upstream net.Conn, idle, lifetime time.Duration) *tunnel {
-	tick := idle / 4
-	tick = max(tick, 10*time.Millisecond)
-	tick = min(tick, 30*time.Second)
-	return &tunnel{upstream: upstream, idle: idle, lifetime: lifetime, tick: tick}
+func newTunnel(upstream net.Conn, pipes *splice.Pool, bufs *sync.Pool, idle, lifetime time.Duration) *tunnel {
+	return &tunnel{upstream: upstream, pipes: pipes, bufs: bufs, idle: idle, lifetime: lifetime}
 }
 
-// run splices until both directions ended (or the tunnel was closed) and returns the bytes sent
-// upstream (including early, which the client sent before the tunnel existed) and downstream.
-func (t *tunnel) run(client net.Conn, early []byte) (up, down int64) {
+// start relays both directions, each on a goroutine of its own, and returns at once. When
+// both have ended the tunnel is closed and ended is called with the bytes sent upstream
+// (including early, which the client sent before the tunnel existed) and downstream. The
+// goroutine that calls start may end: only the two copies, parked on shallow stacks while
+// the tunnel is idle, live as long as the tunnel.
+func (t *tunnel) start(client net.Conn, early []byte, ended func(up, down int64)) {
 	t.mu.Lock()
 	t.client = client
 	closed := t.closed
 	t.mu.Unlock()
 	if closed {
 		_ = client.Close()
-		return 0, 0
+		ended(0, 0)
+		return
 	}
-	defer t.close()
 	// Copy on the raw socket when the client arrived through a wrapper (the connection limiter),
 	// so both directions can splice; t.client, the wrapper, is what gets closed. A TLS client is
 	// never unwrapped: its bytes must go through TLS.
@@ -59,51 +70,87 @@ func (t *tunnel) run(client net.Conn, early []byte) (up, down int64) {
 		}
 	}
 	t.touch()
+	var up int64
 	if len(early) > 0 {
 		n, err := t.upstream.Write(early)
-		up += int64(n)
+		up = int64(n)
 		if err != nil {
-			return up, 0
+			t.close()
+			ended(up, 0)
+			return
 		}
 	}
 	t.mu.Lock()
-	t.idleTimer = time.AfterFunc(t.idle, t.checkIdle)
-	if t.lifetime > 0 {
-		t.lifeTimer = time.AfterFunc(t.lifetime, t.close)
+	if !t.closed {
+		t.idleTimer = time.AfterFunc(t.idle, t.checkIdle)
+		if t.lifetime > 0 {
+			t.lifeTimer = time.AfterFunc(t.lifetime, t.close)
+		}
 	}
 	t.mu.Unlock()
 
-	done := make(chan int64, 1)
-	go func() { done <- t.pipe(rawClient, t.upstream) }()
-	up += t.pipe(t.upstream, rawClient)
-	down = <-done
-	return up, down
+	t.rawClient, t.ended = rawClient, ended
+	t.upBytes.Store(up)
+	t.running.Store(2)
+	go t.copyDown()
+	go t.copyUp()
+}
+
+func (t *tunnel) copyDown() {
+	t.downBytes.Store(t.pipe(t.rawClient, t.upstream))
+	t.copyEnded()
+}
+
+func (t *tunnel) copyUp() {
+	t.upBytes.Add(t.pipe(t.upstream, t.rawClient))
+	t.copyEnded()
+}
+
+// copyEnded closes the tunnel and reports it once both directions have ended.
+func (t *tunnel) copyEnded() {
+	if t.running.Add(-1) == 0 {
+		t.close()
+		t.ended(t.upBytes.Load(), t.downBytes.Load())
+	}
 }
 
 // pipe copies src to dst until src ends, then half-closes dst so the peer sees EOF while the
 // other direction may still be sending (TLS close_notify, HTTP/1.0 responses).
 func (t *tunnel) pipe(dst, src net.Conn) int64 {
-	var total int64
-	for {
-		_ = src.SetReadDeadline(time.Now().Add(t.tick))
-		n, err := io.Copy(dst, src)
-		total += n
-		if n > 0 {
-			t.touch()
-		}
-		switch {
-		case err == nil:
-			closeWrite(dst)
-			return total
-		case isTimeout(err) && !t.isClosed():
-			continue
-		default:
-			// A reset or a write error on either side ends the whole tunnel: there is nobody
-			// left to deliver the other direction's bytes to.
-			t.close()
-			return total
-		}
+	var n int64
+	var err error
+	d, dok := dst.(*net.TCPConn)
+	s, sok := src.(*net.TCPConn)
+	if dok && sok {
+		n, err = t.pipes.Copy(d, s, t.progress)
+	} else {
+		buf := t.bufs.Get().(*[]byte)
+		// Only Read and Write: a WriterTo or ReaderFrom would bring its own buffer.
+		n, err = io.CopyBuffer(activityWriter{dst, t}, struct{ io.Reader }{src}, *buf)
+		t.bufs.Put(buf)
 	}
+	if err == nil {
+		closeWrite(dst)
+		return n
+	}
+	// A reset or a write error on either side ends the whole tunnel: there is nobody left to
+	// deliver the other direction's bytes to.
+	t.close()
+	return n
+}
+
+// activityWriter notes every write as tunnel activity.
+type activityWriter struct {
+	w io.Writer
+	t *tunnel
+}
+
+func (a activityWriter) Write(p []byte) (int, error) {
+	n, err := a.w.Write(p)
+	if n > 0 {
+		a.t.touch()
+	}
+	return n, err
 }
 
 func closeWrite(c net.Conn) {
@@ -111,6 +158,8 @@ func closeWrite(c net.Conn) {
 		_ = cw.CloseWrite()
 	}
 }
+
+func (t *tunnel) progress(int64) { t.touch() }
 
 func (t *tunnel) touch() { t.lastActive.Store(time.Now().UnixNano()) }
 
@@ -127,13 +176,8 @@ func (t *tunnel) checkIdle() {
 	t.mu.Unlock()
 }
 
-func (t *tunnel) isClosed() bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.closed
-}
-
-// close ends the tunnel from any goroutine; it is idempotent.
+// close ends the tunnel from any goroutine; it is idempotent. Closing the sockets wakes both
+// copies, whether they wait for bytes or are moving them.
 func (t *tunnel) close() {
 	t.mu.Lock()
 	defer t.mu.Unlock()

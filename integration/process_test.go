@@ -91,8 +91,17 @@ type serveProcess struct {
 // `scpgate serve -config FILE -ready-json` until it prints its ready line.
 func startServe(t *testing.T, bin string, w *world, o *origin, drain time.Duration) *serveProcess {
 	t.Helper()
+	cfgPath := writeServeConfig(t, w, opsPolicy, o.addr.Addr(), fmt.Sprintf("timeouts:\n  drain: %s\n", drain))
+	return runServe(t, bin, "serve", "-config", cfgPath, "-ready-json")
+}
+
+// writeServeConfig writes policyText and a gateway configuration for `scpgate serve` into a
+// fresh directory: loopback listeners, w's DNS server, allow (the origin's address) allowed,
+// an audit file, then extra (more YAML sections). It returns the configuration's path.
+func writeServeConfig(t *testing.T, w *world, policyText string, allow netip.Addr, extra string) string {
+	t.Helper()
 	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "endpoints.yaml"), []byte(opsPolicy), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "endpoints.yaml"), []byte(policyText), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	cfg := fmt.Sprintf(`listen: ["127.0.0.1:0"]
@@ -104,16 +113,21 @@ dns:
 allow_ranges: [%q]
 audit:
   path: audit.log
-timeouts:
-  drain: %s
-`, w.dns.Addr(), netip.PrefixFrom(o.addr.Addr(), 32).String(), drain)
+`, w.dns.Addr(), netip.PrefixFrom(allow, 32).String()) + extra
 	cfgPath := filepath.Join(dir, "gateway.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	return cfgPath
+}
+
+// runServe runs argv (`scpgate serve … -ready-json`, possibly behind a wrapper) until it prints
+// its ready line; the process is killed at the end of the test if it still runs.
+func runServe(t *testing.T, argv ...string) *serveProcess {
+	t.Helper()
 	stdout := &firstLine{line: make(chan string, 1)}
 	p := &serveProcess{stderr: &lockedBuffer{}, exited: make(chan struct{})}
-	p.cmd = exec.Command(bin, "serve", "-config", cfgPath, "-ready-json")
+	p.cmd = exec.Command(argv[0], argv[1:]...)
 	p.cmd.Stdout, p.cmd.Stderr = stdout, p.stderr
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)

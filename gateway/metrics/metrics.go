@@ -66,6 +66,7 @@ type Metrics struct {
 	auth        *prometheus.CounterVec
 	rejected    *prometheus.CounterVec
 	draining    prometheus.Gauge
+	outOfFDs    *prometheus.CounterVec // where
 
 	reasons map[string]bool // policy.Reasons(), built once per instance
 
@@ -121,6 +122,10 @@ func New() *Metrics {
 			Name: "scpgate_draining",
 			Help: "1 while the gateway is shutting down and refusing new work.",
 		}),
+		outOfFDs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "scpgate_out_of_resources_total",
+			Help: "Operations that failed for lack of file descriptors: accept (the client got 503 out_of_resources), dial (503 out_of_resources) or pipe (the tunnel went on through a buffer).",
+		}, []string{"where"}),
 		reasons: make(map[string]bool),
 		groups:  make(map[string]bool),
 	}
@@ -129,7 +134,7 @@ func New() *Metrics {
 	}
 	m.reg.MustRegister(
 		m.requests, m.tunnelBytes, m.duration, m.tunnelsOpen, m.reloads, m.lastReload,
-		m.policyInfo, m.auth, m.rejected, m.draining,
+		m.policyInfo, m.auth, m.rejected, m.draining, m.outOfFDs,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
@@ -143,6 +148,9 @@ func New() *Metrics {
 	}
 	for _, r := range []string{RejectTooManyConnections, RejectRateLimited} {
 		m.rejected.WithLabelValues(r)
+	}
+	for _, w := range []string{"accept", "dial", "pipe"} {
+		m.outOfFDs.WithLabelValues(w)
 	}
 	return m
 }
@@ -211,6 +219,17 @@ func (m *Metrics) Rejected(reason string) {
 		reason = labelOther
 	}
 	m.rejected.WithLabelValues(reason).Inc()
+}
+
+// OutOfResources counts an operation that failed for lack of file descriptors: "accept",
+// "dial" or "pipe"; anything else is counted as "other".
+func (m *Metrics) OutOfResources(where string) {
+	switch where {
+	case "accept", "dial", "pipe":
+	default:
+		where = labelOther
+	}
+	m.outOfFDs.WithLabelValues(where).Inc()
 }
 
 // SetDraining sets the draining gauge. The admin handler also reads it back (Draining) to tell

@@ -215,6 +215,24 @@ scpgate_rejected_connections_total{reason="too_many_connections"} 1
 	}
 }
 
+func TestOutOfResources(t *testing.T) {
+	m := New()
+	for _, w := range []string{"accept", "accept", "dial", "pipe", "disk"} {
+		m.OutOfResources(w)
+	}
+	want := `
+# HELP scpgate_out_of_resources_total Operations that failed for lack of file descriptors: accept (the client got 503 out_of_resources), dial (503 out_of_resources) or pipe (the tunnel went on through a buffer).
+# TYPE scpgate_out_of_resources_total counter
+scpgate_out_of_resources_total{where="accept"} 2
+scpgate_out_of_resources_total{where="dial"} 1
+scpgate_out_of_resources_total{where="other"} 1
+scpgate_out_of_resources_total{where="pipe"} 1
+`
+	if err := gatherAndCompare(m.Registry(), want, "scpgate_out_of_resources_total"); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestPreinitialised: closed label sets exist at zero before any event, and nothing else does.
 func TestPreinitialised(t *testing.T) {
 	m := New()
@@ -227,6 +245,7 @@ func TestPreinitialised(t *testing.T) {
 		{"scpgate_rejected_connections_total", 2},
 		{"scpgate_tunnels_open", 1},
 		{"scpgate_draining", 1},
+		{"scpgate_out_of_resources_total", 3},
 		{"scpgate_policy_last_reload_success_timestamp_seconds", 1},
 		{"scpgate_requests_total", 0},
 		{"scpgate_policy_info", 0},

@@ -24,6 +24,7 @@ import (
 	"github.com/scpgate/scpgate/gateway"
 	"github.com/scpgate/scpgate/gateway/admin"
 	"github.com/scpgate/scpgate/gateway/audit"
+	"github.com/scpgate/scpgate/gateway/fdguard"
 	"github.com/scpgate/scpgate/gateway/filewatch"
 	"github.com/scpgate/scpgate/gateway/limits"
 	"github.com/scpgate/scpgate/gateway/metrics"
@@ -50,6 +51,7 @@ type Server struct {
 	recent   *audit.Recent // the last records, for the admin listener's /v1/audit
 	fanout   auditFanout
 	gw       *gateway.Gateway
+	fds      *fdguard.Guard // out-of-descriptor episodes: listeners, dials and pipes
 
 	plain, tlsLns []net.Listener
 	adminLn       net.Listener
@@ -218,30 +220,49 @@ func (s *Server) bindListeners(context.Context) error {
 		s.metrics.Rejected(string(reason))
 		return s.gw.RefuseConn(c, reason)
 	}
-	bind := func(key, addr string) (net.Listener, error) {
-		ln, err := net.Listen("tcp", addr)
+	// Out of descriptors, the one client the reserve descriptor lets in gets 503.
+	s.fds = fdguard.New(s.log, s.metrics.OutOfResources)
+	outOfFDs := func(c net.Conn) {
+		_ = c.SetWriteDeadline(time.Now().Add(time.Second))
+		_ = s.gw.RefuseConn(c, policy.ReasonOutOfResources)
+		_ = c.Close()
+	}
+	bind := func(key, addr string, listen func(string) (net.Listener, error)) (net.Listener, error) {
+		ln, err := listen(addr)
 		if err != nil {
 			return nil, listenError(key, addr, err)
 		}
 		s.self = append(s.self, ln.Addr().(*net.TCPAddr).AddrPort())
 		return ln, nil
 	}
+	bindProxy := func(key, addr string) (net.Listener, error) {
+		ln, err := bind(key, addr, listenProxy)
+		if err != nil {
+			return nil, err
+		}
+		guarded, err := s.fds.Listener(ln, outOfFDs)
+		if err != nil {
+			_ = ln.Close()
+			return nil, fmt.Errorf("%s %s: %w", key, addr, err)
+		}
+		return limits.LimitListener(guarded, conns, refuse), nil
+	}
 	for _, addr := range s.cfg.Listen {
-		ln, err := bind("listen", addr)
+		ln, err := bindProxy("listen", addr)
 		if err != nil {
 			return err
 		}
-		s.plain = append(s.plain, limits.LimitListener(ln, conns, refuse))
+		s.plain = append(s.plain, ln)
 	}
 	for _, addr := range s.cfg.TLSListen {
-		ln, err := bind("tls_listen", addr)
+		ln, err := bindProxy("tls_listen", addr)
 		if err != nil {
 			return err
 		}
-		s.tlsLns = append(s.tlsLns, tls.NewListener(limits.LimitListener(ln, conns, refuse), s.tls.TLSConfig()))
+		s.tlsLns = append(s.tlsLns, tls.NewListener(ln, s.tls.TLSConfig()))
 	}
 	if s.cfg.Admin != "" {
-		ln, err := bind("admin", s.cfg.Admin)
+		ln, err := bind("admin", s.cfg.Admin, func(addr string) (net.Listener, error) { return net.Listen("tcp", addr) })
 		if err != nil {
 			return err
 		}
@@ -283,6 +304,7 @@ func (s *Server) newGateway(context.Context) error {
 		Limits:    s.cfg.Limits,
 		RateLimit: rate,
 		Observer:  s.metrics,
+		FDs:       s.fds,
 	}
 	if s.lockout != nil {
 		opts.Auth = s.lockout

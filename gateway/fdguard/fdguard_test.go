@@ -1,0 +1,179 @@
+package fdguard
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func TestIsExhausted(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{syscall.EMFILE, true},
+		{syscall.ENFILE, true},
+		{&net.OpError{Op: "accept", Err: os.NewSyscallError("accept4", syscall.EMFILE)}, true},
+		{fmt.Errorf("dial: %w", &net.OpError{Op: "dial", Err: os.NewSyscallError("socket", syscall.ENFILE)}), true},
+		{syscall.ECONNREFUSED, false},
+		{errors.New("too many open files"), false},
+		{nil, false},
+	} {
+		if got := IsExhausted(tc.err); got != tc.want {
+			t.Errorf("IsExhausted(%v) = %v, want %v", tc.err, got, tc.want)
+		}
+	}
+}
+
+// logBuf is a concurrency-safe log destination.
+type logBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuf) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuf) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func TestGuardLogsOncePerEpisode(t *testing.T) {
+	var logs logBuf
+	counts := map[string]int{}
+	g := New(slog.New(slog.NewTextHandler(&logs, nil)), func(where string) { counts[where]++ })
+	for range 5 {
+		g.Hit("accept", syscall.EMFILE)
+	}
+	g.Hit("dial", syscall.EMFILE)
+	if !g.Exhausted() {
+		t.Fatal("not exhausted after hits")
+	}
+	if n := strings.Count(logs.String(), "level=WARN"); n != 1 {
+		t.Fatalf("%d WARN lines for one episode, want 1:\n%s", n, logs.String())
+	}
+	g.Clear()
+	g.Clear()
+	if g.Exhausted() || strings.Count(logs.String(), "level=INFO") != 1 {
+		t.Fatalf("after Clear: exhausted=%v, logs:\n%s", g.Exhausted(), logs.String())
+	}
+	g.Hit("pipe", syscall.ENFILE)
+	if n := strings.Count(logs.String(), "level=WARN"); n != 2 {
+		t.Fatalf("second episode: %d WARN lines, want 2", n)
+	}
+	if counts["accept"] != 5 || counts["dial"] != 1 || counts["pipe"] != 1 {
+		t.Fatalf("counts = %v", counts)
+	}
+}
+
+// TestListenerAnswersWhenOutOfDescriptors lowers this test process's descriptor limit, fills
+// it, and checks that a client waiting in the backlog gets the 503 rather than silence, and
+// that the listener serves normally once descriptors are free.
+func TestListenerAnswersWhenOutOfDescriptors(t *testing.T) {
+	var old syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hits atomic.Int64
+	g := New(nil, func(string) { hits.Add(1) })
+	const answer = "HTTP/1.1 503 Service Unavailable\r\nX-Scpgate-Reason: out_of_resources\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+	gl, err := g.Listener(ln, func(c net.Conn) {
+		_ = c.SetWriteDeadline(time.Now().Add(time.Second))
+		_, _ = io.WriteString(c, answer)
+		_ = c.Close()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gl.Close()
+
+	// The client connects first (its socket is allocated now); then the process fills up.
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	lim := old
+	lim.Cur = 256
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old)
+	var filler []int
+	defer func() {
+		for _, fd := range filler {
+			_ = syscall.Close(fd)
+		}
+	}()
+	for {
+		fd, err := syscall.Open("/dev/null", syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+		if err != nil {
+			if !IsExhausted(err) {
+				t.Fatal(err)
+			}
+			break
+		}
+		filler = append(filler, fd)
+		if len(filler) > 300 {
+			t.Fatal("the lowered limit did not take")
+		}
+	}
+
+	accepted := make(chan error, 1)
+	go func() {
+		c, err := gl.Accept()
+		if err == nil {
+			_ = c.Close()
+		}
+		accepted <- err
+	}()
+	_ = client.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got, err := io.ReadAll(client)
+	if err != nil || string(got) != answer {
+		t.Fatalf("the waiting client read %q, %v; want the 503", got, err)
+	}
+	if !g.Exhausted() || hits.Load() == 0 {
+		t.Fatalf("exhausted=%v hits=%d", g.Exhausted(), hits.Load())
+	}
+
+	// Descriptors free again: the next client is accepted normally and the episode ends.
+	for _, fd := range filler {
+		_ = syscall.Close(fd)
+	}
+	filler = nil
+	c2, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	select {
+	case err := <-accepted:
+		if err != nil {
+			t.Fatalf("Accept after recovery: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Accept did not return after descriptors were freed")
+	}
+	if g.Exhausted() {
+		t.Fatal("still exhausted after a normal accept")
+	}
+}
