@@ -12,6 +12,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -64,7 +65,7 @@ func (g *Guard) Exhausted() bool { return g.on.Load() }
 // so that running out of descriptors answers the waiting client through respond, which must
 // write its answer and close the connection without blocking for long.
 func (g *Guard) Listener(ln net.Listener, respond func(net.Conn)) (net.Listener, error) {
-	l := &listener{Listener: ln, guard: g, respond: respond, reserve: -1}
+	l := &listener{Listener: ln, guard: g, respond: respond}
 	if err := l.takeReserve(); err != nil {
 		return nil, err
 	}
@@ -77,16 +78,16 @@ type listener struct {
 	respond func(net.Conn)
 
 	mu      sync.Mutex // serialises the reserve dance between concurrent Accepts
-	reserve int        // a descriptor of /dev/null, -1 when not held
+	reserve *os.File   // a descriptor of /dev/null, nil when not held
 	closed  bool
 }
 
 func (l *listener) takeReserve() error {
-	fd, err := syscall.Open("/dev/null", syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+	f, err := os.Open(os.DevNull)
 	if err != nil {
 		return err
 	}
-	l.reserve = fd
+	l.reserve = f
 	return nil
 }
 
@@ -120,15 +121,15 @@ func (l *listener) acceptOnReserve() (net.Conn, error) {
 		l.mu.Unlock()
 		return nil, net.ErrClosed
 	}
-	if l.reserve < 0 {
+	if l.reserve == nil {
 		if err := l.takeReserve(); err != nil {
 			// Nothing to spend: the caller's accept loop backs off (EMFILE is temporary).
 			l.mu.Unlock()
 			return nil, err
 		}
 	}
-	_ = syscall.Close(l.reserve)
-	l.reserve = -1
+	_ = l.reserve.Close()
+	l.reserve = nil
 	l.mu.Unlock()
 
 	c, err := l.Listener.Accept()
@@ -152,7 +153,7 @@ func (l *listener) acceptOnReserve() (net.Conn, error) {
 	}
 	l.respond(c)
 	l.mu.Lock()
-	if !l.closed && l.reserve < 0 {
+	if !l.closed && l.reserve == nil {
 		_ = l.takeReserve() // the answered client's descriptor, most likely
 	}
 	l.mu.Unlock()
@@ -163,9 +164,9 @@ func (l *listener) Close() error {
 	l.mu.Lock()
 	if !l.closed {
 		l.closed = true
-		if l.reserve >= 0 {
-			_ = syscall.Close(l.reserve)
-			l.reserve = -1
+		if l.reserve != nil {
+			_ = l.reserve.Close()
+			l.reserve = nil
 		}
 	}
 	l.mu.Unlock()

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package splice moves a TCP connection's bytes to another with splice(2), holding a kernel
 // pipe only while bytes move.
 //
