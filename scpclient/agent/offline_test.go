@@ -19,8 +19,8 @@ import (
 )
 
 // TestOfflineNeverDials: an offline site runs its three components (the connectivity check
-// included), is triggered, and prepares and
-// exports usage data, with a dialer that fails the test if anything tries to connect.
+// included), is triggered, and prepares and exports usage data, with a dialer that fails the
+// test if anything tries to connect.
 func TestOfflineNeverDials(t *testing.T) {
 	base, err := os.MkdirTemp("", "scpo") // short: the control socket path is limited
 	if err != nil {
