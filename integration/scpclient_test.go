@@ -80,6 +80,9 @@ type clientConf struct {
 	level     string
 	caFile    string // "" : the world's CA
 	keyFile   string // "" : the world's manifest key
+	// connectivity is the connectivity_check block; "" turns its schedule off, so that the
+	// tests that count the cloud's requests see only the downloader's and the uploader's.
+	connectivity string
 }
 
 // writeConfig writes an scpclient.yaml into its data folder's parent and returns its path.
@@ -114,6 +117,10 @@ manifest_key_file: %s
 retry_backoff: 10ms
 data_dir: %s
 `, c.hierarchy, cloudsim.DefaultInstalledVersion, c.mode, c.level, c.caFile, c.keyFile, c.dataDir)
+	if c.connectivity == "" {
+		c.connectivity = "connectivity_check:\n  interval: 0s\n"
+	}
+	text += c.connectivity
 	if c.proxyURL != "" {
 		text += "proxy:\n  url: " + c.proxyURL + "\n"
 		if c.user != "" {

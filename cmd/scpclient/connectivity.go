@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/scpgate/scpgate/scpclient/agent"
@@ -59,7 +60,7 @@ func printConnectivity(w io.Writer, rep *validate.Report) {
 	for _, r := range rep.Results {
 		gw := "-"
 		if p := r.Proxy; p != nil {
-			gw = fmt.Sprintf("%d %s %s", p.Status, p.Reason, p.ConnID)
+			gw = strings.Join(strings.Fields(fmt.Sprintf("%d %s %s", p.Status, p.Reason, p.ConnID)), " ")
 		}
 		fmt.Fprintf(tw, "%s:%d\t%s\t%s\t%s\t%s\t\n", r.Host, r.Port, r.Group, r.Status, gw, r.ConfigMgr.Reading)
 	}
