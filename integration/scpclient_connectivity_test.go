@@ -3,7 +3,6 @@ package integration
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -20,7 +19,8 @@ import (
 // scpclient binary.
 type connectivityClient struct {
 	*validateEnv
-	bin, cfg, dataDir string
+	scp          *scpEnv // runs the binary; its gateway fields are unused
+	cfg, dataDir string
 }
 
 func newConnectivityClient(t *testing.T, gatewayPolicy string) *connectivityClient {
@@ -39,7 +39,7 @@ func newConnectivityClient(t *testing.T, gatewayPolicy string) *connectivityClie
 	for pattern, names := range validateSamples {
 		fmt.Fprintf(&samples, "    %q: [%s]\n", pattern, strings.Join(names, ", "))
 	}
-	c := &connectivityClient{validateEnv: v, bin: buildCommand(t, "scpclient", flags...),
+	c := &connectivityClient{validateEnv: v, scp: &scpEnv{simEnv: v.simEnv, bin: buildCommand(t, "scpclient", flags...)},
 		cfg: filepath.Join(dir, "scpclient.yaml"), dataDir: filepath.Join(dir, "data")}
 	text := fmt.Sprintf(`site_code: XYZ
 site_role: cas
@@ -62,20 +62,10 @@ connectivity_check:
 	return c
 }
 
+// run runs the scpclient binary to completion with the client's configuration.
 func (c *connectivityClient) run(args ...string) runResult {
 	c.t.Helper()
-	cmd := exec.Command(c.bin, append(args, "-config", c.cfg)...)
-	cmd.Env = clientEnv()
-	var out, errb lockedBuffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	res := runResult{stdout: out.String(), stderr: errb.String()}
-	if ee, ok := err.(*exec.ExitError); ok {
-		res.exit = ee.ExitCode()
-	} else if err != nil {
-		c.t.Fatal(err)
-	}
-	return res
+	return c.scp.scpclient(append(args, "-config", c.cfg)...)
 }
 
 func (c *connectivityClient) logLines() []string {
@@ -88,8 +78,7 @@ func (c *connectivityClient) logLines() []string {
 // then exits 0 with the same outcome.
 func TestSCPClientConnectivityAllPass(t *testing.T) {
 	c := newConnectivityClient(t, "")
-	s := &scpEnv{simEnv: c.simEnv, bin: c.bin}
-	p := s.startRun("-config", c.cfg)
+	p := c.scp.startRun("-config", c.cfg)
 	p.waitLine(1, "SMS_SERVICE_CONNECTOR: Status message 11410 (informational)")
 	st := c.run("status")
 	if st.exit != 0 || !strings.Contains(st.stdout, "11410: all") || !strings.Contains(st.stdout, "SMS_SERVICE_CONNECTOR  running") {
