@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"bufio"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
@@ -214,19 +213,12 @@ func readState(t *testing.T, dataDir string) state.File {
 // messages.
 func logLines(t *testing.T, path, component string) []string {
 	t.Helper()
-	f, err := os.Open(path)
+	entries, err := cmtrace.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
 	var msgs []string
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		e, err := cmtrace.ParseLine(sc.Text())
-		if err != nil {
-			t.Fatalf("%s: line %q: %v", path, sc.Text(), err)
-		}
+	for _, e := range entries {
 		if e.Component != component {
 			t.Fatalf("%s: component %q, want %q", path, e.Component, component)
 		}

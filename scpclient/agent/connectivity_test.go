@@ -1,9 +1,7 @@
 package agent
 
 import (
-	"bufio"
 	"context"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -149,18 +147,12 @@ func TestLogReport(t *testing.T) {
 	if err := lg.Close(); err != nil {
 		t.Fatal(err)
 	}
-	f, err := os.Open(path)
+	entries, err := cmtrace.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
 	var msgs []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		e, err := cmtrace.ParseLine(sc.Text())
-		if err != nil {
-			t.Fatalf("%q: %v", sc.Text(), err)
-		}
+	for _, e := range entries {
 		if e.Component != ConnectivityComponent {
 			t.Errorf("component %q", e.Component)
 		}
