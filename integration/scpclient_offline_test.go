@@ -72,7 +72,9 @@ func TestSCPClientOfflineToolTwoHierarchies(t *testing.T) {
 	var cfgs, dataDirs []string
 	for i, h := range hierarchies {
 		dataDir := filepath.Join(t.TempDir(), "data")
-		cfg := s.writeConfig(clientConf{mode: "offline", hierarchy: h, dataDir: dataDir, level: []string{"basic", "full"}[i]})
+		// The connectivity check keeps its default schedule: offline it must not run.
+		cfg := s.writeConfig(clientConf{mode: "offline", hierarchy: h, dataDir: dataDir, level: []string{"basic", "full"}[i],
+			connectivity: "connectivity_check:\n  interval: 24h\n"})
 		cfgs, dataDirs = append(cfgs, cfg), append(dataDirs, dataDir)
 		dest := filepath.Join(usb, "UsageData-"+string(rune('A'+i))+usage.FileExt)
 		if r := s.runIn(netns, nil, "tool", "-prepare", "-usagedatadest", dest, "-config", cfg); r.exit != 0 {
@@ -120,18 +122,20 @@ func TestSCPClientOfflineToolTwoHierarchies(t *testing.T) {
 			"File '", "Checking IsPayloadLocal with HashAlgorithm = SHA256", "Imported ", "Import finished")
 	}
 
-	// The offline site runs both components without network; triggers change nothing.
+	// The offline site runs its components without network; triggers change nothing.
 	n := len(s.sw.Cloud.Requests())
 	p := s.startRunIn(netns, "-config", cfgs[0])
 	p.waitLine(1, "SMS_DMP_DOWNLOADER: SMS_DMP_DOWNLOADER started; mode in force: offline")
 	p.waitLine(1, "SMS_DMP_UPLOADER: The service connection point is in offline mode")
-	for _, c := range []string{"SMS_DMP_DOWNLOADER", "SMS_DMP_UPLOADER"} {
+	p.waitLine(1, "SMS_SERVICE_CONNECTOR: The service connection point is in offline mode: the endpoint connectivity check does not run.")
+	for _, c := range []string{"SMS_DMP_DOWNLOADER", "SMS_DMP_UPLOADER", "SMS_SERVICE_CONNECTOR"} {
 		if r := s.scpclient("trigger", c, "-config", cfgs[0]); r.exit != 0 {
 			t.Fatalf("trigger %s: %d %s", c, r.exit, r.stderr)
 		}
 	}
 	p.waitLine(1, "SMS_DMP_DOWNLOADER: Check for Updates is not available in offline mode")
 	p.waitLine(2, "SMS_DMP_UPLOADER: The service connection point is in offline mode")
+	p.waitLine(1, "SMS_SERVICE_CONNECTOR: The endpoint connectivity check is not available in offline mode.")
 	p.stop()
 	if got := len(s.sw.Cloud.Requests()); got != n {
 		t.Fatalf("the cloud saw %d requests from an offline site", got-n)

@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"bufio"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
@@ -80,6 +79,9 @@ type clientConf struct {
 	level     string
 	caFile    string // "" : the world's CA
 	keyFile   string // "" : the world's manifest key
+	// connectivity is the connectivity_check block; "" turns its schedule off, so that the
+	// tests that count the cloud's requests see only the downloader's and the uploader's.
+	connectivity string
 }
 
 // writeConfig writes an scpclient.yaml into its data folder's parent and returns its path.
@@ -114,6 +116,10 @@ manifest_key_file: %s
 retry_backoff: 10ms
 data_dir: %s
 `, c.hierarchy, cloudsim.DefaultInstalledVersion, c.mode, c.level, c.caFile, c.keyFile, c.dataDir)
+	if c.connectivity == "" {
+		c.connectivity = "connectivity_check:\n  interval: 0s\n"
+	}
+	text += c.connectivity
 	if c.proxyURL != "" {
 		text += "proxy:\n  url: " + c.proxyURL + "\n"
 		if c.user != "" {
@@ -207,19 +213,12 @@ func readState(t *testing.T, dataDir string) state.File {
 // messages.
 func logLines(t *testing.T, path, component string) []string {
 	t.Helper()
-	f, err := os.Open(path)
+	entries, err := cmtrace.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
 	var msgs []string
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		e, err := cmtrace.ParseLine(sc.Text())
-		if err != nil {
-			t.Fatalf("%s: line %q: %v", path, sc.Text(), err)
-		}
+	for _, e := range entries {
 		if e.Component != component {
 			t.Fatalf("%s: component %q, want %q", path, e.Component, component)
 		}

@@ -66,6 +66,13 @@ type Config struct {
 	Now func() time.Time
 	// Logger receives debug logs; nil discards them.
 	Logger *slog.Logger
+	// Dial opens the TCP connection to the proxy; nil uses a net.Dialer. The SCP client passes
+	// its own dialer, which refuses every connection while the site is offline.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// MustPassOnly runs only the must-pass checks (the endpoints of the enabled groups), as the
+	// SCP client's scheduled check does: no near misses, no IP literals, no wrong-password probe
+	// (which could lock the SCP's own address out at the gateway), no name lookups of its own.
+	MustPassOnly bool
 
 	proxyURL *url.URL
 }
@@ -100,6 +107,10 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Dial == nil {
+		var d net.Dialer
+		c.Dial = d.DialContext
 	}
 	if c.Resolve == nil {
 		c.Resolve = func(ctx context.Context, host string) ([]netip.Addr, error) {

@@ -134,10 +134,9 @@ func (p *prober) dialProxy(ctx context.Context, res *Result) (net.Conn, error) {
 		addr = net.JoinHostPort(u.Hostname(), port)
 	}
 	var conn net.Conn
-	d := net.Dialer{}
 	if err := p.step(res, "proxy_tcp", func() error {
 		var err error
-		conn, err = d.DialContext(ctx, "tcp", addr)
+		conn, err = p.cfg.Dial(ctx, "tcp", addr)
 		return err
 	}); err != nil {
 		return nil, fmt.Errorf("proxy %s not reachable: %w", addr, err)

@@ -57,25 +57,32 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if files, ok := cfg.Audit.(AuditFiles); ok {
 		au.src, au.full = newTail(files), files
 	}
-	prog := &progress{fn: cfg.Progress, total: len(plan.Checks)}
 
 	// The wrong-password probe runs last, alone: the gateway counts failed logins per address
 	// and may lock the address out for a while, which must not spoil the other probes.
 	var first, last []Check
 	for _, c := range plan.Checks {
+		if cfg.MustPassOnly && c.Expect != ExpectPass {
+			continue
+		}
 		if c.Creds == CredsWrong {
 			last = append(last, c)
 		} else {
 			first = append(first, c)
 		}
 	}
+	prog := &progress{fn: cfg.Progress, total: len(first) + len(last)}
 	results := p.runAll(runCtx, first, cfg.Concurrency, prog)
 	if err := au.match(runCtx, results); err != nil {
 		return nil, err
 	}
 	// The IP-literal near misses need the address each name resolved to: the gateway's vetted
 	// address from its record, else a lookup of our own.
-	lits, skipped := p.ipLiteralChecks(runCtx, results)
+	var lits []Check
+	var skipped []SkippedCheck
+	if !cfg.MustPassOnly {
+		lits, skipped = p.ipLiteralChecks(runCtx, results)
+	}
 	rep.Drift.Skipped = append(rep.Drift.Skipped, skipped...)
 	prog.add(len(lits))
 	more := p.runAll(runCtx, lits, cfg.Concurrency, prog)

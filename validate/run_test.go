@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -358,5 +359,53 @@ func TestRunRate(t *testing.T) {
 	first := len(rep.Results) - 1 // the IP-literal probe starts a phase of its own
 	if least := time.Duration(first-1) * time.Second / 40; time.Since(start) < least {
 		t.Errorf("%d probes in %v at 40 per second; want at least %v", first, time.Since(start), least)
+	}
+}
+
+// TestRunMustPassOnly: only the endpoints are probed (no near misses, no IP literals, no
+// lookups of its own), every connection goes through Config.Dial, and the outcome is 11410.
+func TestRunMustPassOnly(t *testing.T) {
+	ca, err := testca.New("unit root")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol, _ := policy.Parse("unit.yaml", []byte(unitPolicy))
+	px := startFakeProxy(t, pol, startOrigin(t, ca), "")
+	cfg := unitConfig(t, px.url(), ca)
+	cfg.MustPassOnly = true
+	cfg.Resolve = func(context.Context, string) ([]netip.Addr, error) {
+		t.Error("a must-pass-only run looked a name up")
+		return nil, errors.New("no lookups")
+	}
+	var mu sync.Mutex
+	var dialed []string
+	cfg.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		mu.Lock()
+		dialed = append(dialed, addr)
+		mu.Unlock()
+		var d net.Dialer
+		return d.DialContext(ctx, network, addr)
+	}
+	rep, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rep.Results {
+		if r.Expect != ExpectPass || r.Status != StatusPass {
+			t.Errorf("%s: expect %s, %s: %s", r.ID, r.Expect, r.Status, r.Detail)
+		}
+	}
+	if rep.Outcome.Message != MsgAllPassed || len(rep.Results) != 2 {
+		t.Fatalf("outcome %+v with %d results, want 11410 with the endpoint and the sample", rep.Outcome, len(rep.Results))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(dialed) != len(rep.Results) {
+		t.Fatalf("Config.Dial saw %v, want one dial per check", dialed)
+	}
+	for _, a := range dialed {
+		if a != px.ln.Addr().String() {
+			t.Errorf("dialed %s, want only the proxy %s", a, px.ln.Addr())
+		}
 	}
 }

@@ -1,5 +1,6 @@
 // Command scpclient is the Configuration Manager service connection point the gateway fronts:
-// online update checks and verified downloads (check, run), usage uploads, component control
+// online update checks and verified downloads (check, run), usage uploads, the endpoint
+// connectivity check (check-connectivity, and on a schedule in run), component control
 // (status, restart-component) and the offline service connection tool (tool). See
 // docs/scpclient.md.
 package main
@@ -25,10 +26,11 @@ const usage = `usage: scpclient <command> [flags]
 
 commands:
   check               run one online update check (and a usage upload when due), then exit
-  run                 run SMS_DMP_DOWNLOADER and SMS_DMP_UPLOADER until stopped
+  run                 run SMS_DMP_DOWNLOADER, SMS_DMP_UPLOADER and SMS_SERVICE_CONNECTOR until stopped
+  check-connectivity  run the endpoint connectivity check once (exit 0/1/2: 11410/11411/11412)
   status              show the components, the mode in force and configured, checks and updates
   restart-component   restart one component of a running 'scpclient run' (SMS_DMP_DOWNLOADER)
-  trigger             run one component's cycle now (Check for Updates)
+  trigger             run one component's cycle now (Check for Updates, the connectivity check)
   tool                the service connection tool: -prepare, -connect, -import, -export
 
 Every command but tool takes -config FILE (default scpclient.yaml, or $SCPCLIENT_CONFIG).
@@ -51,6 +53,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return cmdCheck(ctx, args[1:], stdout, stderr)
 	case "run":
 		return cmdRun(ctx, args[1:], stdout, stderr)
+	case "check-connectivity":
+		return cmdCheckConnectivity(ctx, args[1:], stdout, stderr)
 	case "status":
 		return cmdStatus(ctx, args[1:], stdout, stderr)
 	case "restart-component":

@@ -10,16 +10,17 @@ import (
 
 func TestBadInputExitCodes(t *testing.T) {
 	dir := t.TempDir()
-	secondary := filepath.Join(dir, "secondary.yaml")
-	if err := os.WriteFile(secondary, []byte(`site_code: XYZ
-site_role: secondary
-hierarchy_id: 6f2c2f5b-1d2e-4b51-9c3a-7d1e2f3a4b5c
-installed_version: 5.00.9135.1000
-mode: offline
-data_dir: data
-`), 0o644); err != nil {
-		t.Fatal(err)
+	// site writes an offline site's configuration with role.
+	site := func(name, role string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte("site_code: XYZ\nsite_role: "+role+"\n"+
+			"hierarchy_id: 6f2c2f5b-1d2e-4b51-9c3a-7d1e2f3a4b5c\ninstalled_version: 5.00.9135.1000\n"+
+			"mode: offline\ndata_dir: data\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
 	}
+	secondary, offline := site("secondary.yaml", "secondary"), site("offline.yaml", "cas")
 	tests := []struct {
 		args []string
 		code int
@@ -32,6 +33,9 @@ data_dir: data
 		{[]string{"check", "-attempts", "0", "-config", secondary}, exitUsage, "-attempts 0"},
 		{[]string{"status", "-config", secondary}, exitUsage, "secondary.yaml"},
 		{[]string{"restart-component", "-config", secondary}, exitUsage, "secondary.yaml"},
+		{[]string{"restart-component", "-config", offline}, exitUsage, "SMS_DMP_DOWNLOADER|SMS_DMP_UPLOADER|SMS_SERVICE_CONNECTOR"},
+		{[]string{"check-connectivity", "-config", secondary}, exitUsage, "top-tier site"},
+		{[]string{"check-connectivity", "-config", offline}, exitError, "offline mode"},
 		{[]string{"tool", "-prepare", "-import"}, exitFail, "exactly one of -prepare, -connect, -import, -export"},
 		{[]string{"tool", "-connect", "-usagedatasrc", dir}, exitFail, "-connect needs -usagedatasrc and -updatepackdest"},
 		{[]string{"tool", "-connect", "-usagedatasrc", dir, "-updatepackdest", dir, "-manifestkeyfile", "k", "-downloadall", "-downloadhotfix"}, exitFail, "exclude each other"},

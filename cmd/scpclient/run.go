@@ -88,7 +88,7 @@ func componentCommand(ctx context.Context, name, command string, args []string, 
 		comp, rest = rest[0], nil
 	}
 	if comp == "" || len(rest) != 0 {
-		fmt.Fprintf(stderr, "usage: scpclient %s SMS_DMP_DOWNLOADER|SMS_DMP_UPLOADER [-config FILE]\n", name)
+		fmt.Fprintf(stderr, "usage: scpclient %s %s [-config FILE]\n", name, strings.Join(agent.Components(), "|"))
 		return exitUsage
 	}
 	if _, err := control.Call(ctx, cfg.DataDir, control.Request{Command: command, Component: comp}); err != nil {
@@ -125,13 +125,16 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fmt.Fprintf(tw, "last upload:\t%s\t%s\n", when(st.Uploader.LastUpload), st.Uploader.LastResult)
 	fmt.Fprintf(tw, "next upload:\t%s\n", when(st.Uploader.NextUpload))
 	fmt.Fprintf(tw, "packages delivered:\t%d\n", st.Uploader.Delivered)
+	fmt.Fprintf(tw, "last connectivity check:\t%s\t%s\n", when(st.Connectivity.LastRun), connectivityOutcome(st.Connectivity))
+	fmt.Fprintf(tw, "next connectivity check:\t%s\n", when(st.Connectivity.NextRun))
 	_ = tw.Flush()
 	fmt.Fprintln(stdout)
 	tw = tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "COMPONENT\tSTATE\tSTARTED\tRESTARTS\tCYCLES\tLAST ERROR")
 	if cerr != nil || res.Status == nil {
-		fmt.Fprintf(tw, "%s\tnot running\t-\t-\t-\t\n", downloader.Component)
-		fmt.Fprintf(tw, "SMS_DMP_UPLOADER\tnot running\t-\t-\t-\t\n")
+		for _, name := range agent.Components() {
+			fmt.Fprintf(tw, "%s\tnot running\t-\t-\t-\t\n", name)
+		}
 	} else {
 		for _, c := range res.Status.Components {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\n", c.Name, c.State, when(c.Started), c.Restarts, c.Cycles, c.LastError)
@@ -148,4 +151,11 @@ func when(t time.Time) string {
 		return "never"
 	}
 	return t.UTC().Format(time.RFC3339)
+}
+
+func connectivityOutcome(c state.Connectivity) string {
+	if c.Message == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%d: %s", c.Message, c.Outcome)
 }

@@ -18,8 +18,9 @@ import (
 	"github.com/scpgate/scpgate/scpclient/sctool"
 )
 
-// TestOfflineNeverDials: an offline site runs both components, is triggered, and prepares and
-// exports usage data, with a dialer that fails the test if anything tries to connect.
+// TestOfflineNeverDials: an offline site runs its three components (the connectivity check
+// included), is triggered, and prepares and exports usage data, with a dialer that fails the
+// test if anything tries to connect.
 func TestOfflineNeverDials(t *testing.T) {
 	base, err := os.MkdirTemp("", "scpo") // short: the control socket path is limited
 	if err != nil {
@@ -92,12 +93,14 @@ data_dir: data
 	}
 	waitFor(1, "SMS_DMP_DOWNLOADER started; mode in force: offline")
 	waitFor(1, "SMS_DMP_UPLOADER: The service connection point is in offline mode")
-	for _, c := range []string{"SMS_DMP_DOWNLOADER", "SMS_DMP_UPLOADER"} {
+	waitFor(1, "SMS_SERVICE_CONNECTOR: The service connection point is in offline mode: the endpoint connectivity check does not run.")
+	for _, c := range []string{"SMS_DMP_DOWNLOADER", "SMS_DMP_UPLOADER", "SMS_SERVICE_CONNECTOR"} {
 		if err := r.Trigger(c); err != nil {
 			t.Fatal(err)
 		}
 	}
 	waitFor(1, "Check for Updates is not available in offline mode")
+	waitFor(1, "The endpoint connectivity check is not available in offline mode.")
 	waitFor(2, "SMS_DMP_UPLOADER: The service connection point is in offline mode")
 	// A restart of one component leaves the other alone.
 	if err := r.Restart("SMS_DMP_DOWNLOADER"); err != nil {
@@ -105,7 +108,7 @@ data_dir: data
 	}
 	waitFor(2, "SMS_DMP_DOWNLOADER started; mode in force: offline")
 	for _, c := range r.Status().Components {
-		want := map[string]int{"SMS_DMP_DOWNLOADER": 1, "SMS_DMP_UPLOADER": 0}[c.Name]
+		want := map[string]int{"SMS_DMP_DOWNLOADER": 1, "SMS_DMP_UPLOADER": 0, "SMS_SERVICE_CONNECTOR": 0}[c.Name]
 		if c.State != StateRunning || c.Restarts != want {
 			t.Fatalf("component %+v, want running with %d restarts", c, want)
 		}
@@ -120,6 +123,13 @@ data_dir: data
 	}
 	if _, err := site.Uploader(cfg, nil); err != nil {
 		t.Fatal(err)
+	}
+	// Neither can the connectivity check, run directly.
+	if _, err := site.CheckConnectivity(ctx, cfg, nil); err != ErrOffline {
+		t.Fatalf("offline connectivity check: %v, want ErrOffline", err)
+	}
+	if len(r.Status().Components) != 3 {
+		t.Fatalf("components %+v, want three", r.Status().Components)
 	}
 	req, _ := newGet("https://go.microsoft.com/fwlink/?LinkId=2008245")
 	if _, err := c.Do(req); err == nil || !strings.Contains(err.Error(), "offline mode") {

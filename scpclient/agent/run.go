@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -23,8 +24,8 @@ const (
 	StateStopped = "stopped"
 )
 
-// Runner is `scpclient run`: SMS_DMP_DOWNLOADER and SMS_DMP_UPLOADER in one process, each in its
-// own goroutine, restartable one at a time over the control channel. As in ConfigMgr, a change
+// Runner is `scpclient run`: SMS_DMP_DOWNLOADER, SMS_DMP_UPLOADER and SMS_SERVICE_CONNECTOR
+// (the endpoint connectivity check) in one process, each in its own goroutine, restartable one at a time over the control channel. As in ConfigMgr, a change
 // of mode in the configuration file takes effect only when SMS_DMP_DOWNLOADER restarts (or the
 // process does); the uploader follows the mode in force.
 type Runner struct {
@@ -33,9 +34,17 @@ type Runner struct {
 	log     *slog.Logger
 	started time.Time
 
+	// after is time.After; tests replace it to drive the connectivity check's schedule.
+	after func(time.Duration) <-chan time.Time
+
 	mu    sync.Mutex
 	ctx   context.Context // the process's; components run under children of it
 	comps map[string]*comp
+}
+
+// Components are the supervised components, in the order they start and are listed.
+func Components() []string {
+	return []string{downloader.Component, uploader.Component, ConnectivityComponent}
 }
 
 type comp struct {
@@ -67,9 +76,10 @@ func NewRunner(site *Site, log *slog.Logger) *Runner {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	r := &Runner{site: site, cfgPath: site.cfg.Path(), log: log, comps: map[string]*comp{}}
+	r := &Runner{site: site, cfgPath: site.cfg.Path(), log: log, comps: map[string]*comp{}, after: time.After}
 	r.comps[downloader.Component] = &comp{name: downloader.Component, loop: r.downloaderLoop}
 	r.comps[uploader.Component] = &comp{name: uploader.Component, loop: r.uploaderLoop}
+	r.comps[ConnectivityComponent] = &comp{name: ConnectivityComponent, loop: r.connectivityLoop}
 	return r
 }
 
@@ -88,7 +98,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	go func() { served <- srv.Serve(ctx) }()
 	r.site.SetMode(cfg.Mode)
 	r.mu.Lock()
-	for _, name := range []string{downloader.Component, uploader.Component} {
+	for _, name := range Components() {
 		r.start(r.comps[name], cfg)
 	}
 	r.mu.Unlock()
@@ -128,7 +138,7 @@ func (r *Runner) Restart(name string) error {
 	defer r.mu.Unlock()
 	c, ok := r.comps[name]
 	if !ok {
-		return fmt.Errorf("unknown component %q (want %s or %s)", name, downloader.Component, uploader.Component)
+		return fmt.Errorf("unknown component %q (want one of %s)", name, strings.Join(Components(), ", "))
 	}
 	cfg, err := config.Load(r.cfgPath)
 	if err != nil {
@@ -169,7 +179,7 @@ func (r *Runner) Status() control.Status {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	st := control.Status{PID: os.Getpid(), Started: r.started, ModeInForce: r.site.Mode(r.site.cfg)}
-	for _, name := range []string{downloader.Component, uploader.Component} {
+	for _, name := range Components() {
 		c := r.comps[name]
 		state := StateStopped
 		if c.done != nil {

@@ -91,18 +91,24 @@ func (s *Site) OpenLog(cfg *config.Config, file, component string) (*cmtrace.Log
 // SetMode; cfg.Mode until then) is offline its dialer refuses every connection, so nothing can
 // reach the network even by mistake.
 func (s *Site) Client(cfg *config.Config) (*proxyclient.Client, error) {
+	return NewClient(cfg, s.dialer(cfg))
+}
+
+// dialer is the site's TCP dialer: it refuses every connection while the mode in force is
+// offline. Every component that opens a connection (the HTTP client, the connectivity check)
+// dials through it.
+func (s *Site) dialer(cfg *config.Config) proxyclient.DialFunc {
 	base := s.opts.Dial
 	if base == nil {
 		d := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
 		base = d.DialContext
 	}
-	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		if s.Mode(cfg) == config.ModeOffline {
 			return nil, ErrOffline
 		}
 		return base(ctx, network, addr)
 	}
-	return NewClient(cfg, dial)
 }
 
 // SetMode records the mode in force (the downloader's, from its last start).

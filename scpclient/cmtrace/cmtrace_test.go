@@ -137,3 +137,33 @@ func FuzzParseLine(f *testing.F) {
 		}
 	})
 }
+
+func TestReadFile(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.log")
+	lg, err := Open(good, "SMS_SERVICE_CONNECTOR")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lg.Info("one")
+	lg.Error("two")
+	if err := lg.Close(); err != nil {
+		t.Fatal(err)
+	}
+	entries, err := ReadFile(good)
+	if err != nil || len(entries) != 2 || entries[0].Message != "one" || entries[1].Message != "ERROR: two" ||
+		entries[1].Component != "SMS_SERVICE_CONNECTOR" {
+		t.Fatalf("ReadFile: %+v, %v", entries, err)
+	}
+	bad := filepath.Join(dir, "bad.log")
+	data, _ := os.ReadFile(good)
+	if err := os.WriteFile(bad, append(data, "not a trace line\n"...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadFile(bad); err == nil || !strings.Contains(err.Error(), "bad.log:3:") {
+		t.Fatalf("ReadFile of a bad line: %v, want it to name bad.log:3", err)
+	}
+	if _, err := ReadFile(filepath.Join(dir, "missing.log")); err == nil {
+		t.Fatal("ReadFile of a missing file succeeded")
+	}
+}

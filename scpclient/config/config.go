@@ -45,6 +45,10 @@ const (
 	DefaultRetryBackoff   = time.Minute
 	// DefaultFwlink is where the update check starts (go.microsoft.com).
 	DefaultFwlink = "https://go.microsoft.com/fwlink/?LinkId=2008245"
+	// DefaultConnectivityInterval is how often the endpoint connectivity check runs.
+	DefaultConnectivityInterval = 24 * time.Hour
+	// DefaultConnectivityTimeout bounds one endpoint connectivity check.
+	DefaultConnectivityTimeout = 2 * time.Minute
 	// DefaultPasswordEnv is read when proxy.password_file is not set.
 	DefaultPasswordEnv = "SCPCLIENT_PROXY_PASSWORD"
 	// PayloadFolderName is the default payload folder under data_dir.
@@ -88,7 +92,35 @@ type Config struct {
 	PayloadDir string `yaml:"payload_dir"`
 	LogDir     string `yaml:"log_dir"`
 
+	ConnectivityCheck ConnectivityCheck `yaml:"connectivity_check"`
+
 	path string
+}
+
+// ConnectivityCheck configures SMS_SERVICE_CONNECTOR's endpoint connectivity check ("Validate
+// internet access"): the must-pass checks of the validator, through the configured proxy.
+type ConnectivityCheck struct {
+	// Interval is how often the check runs (it also runs at start-up); 0 turns the schedule
+	// off. Default DefaultConnectivityInterval.
+	Interval *time.Duration `yaml:"interval"`
+	// Policy is an endpoint policy file whose enabled groups are checked; empty means the
+	// endpoints.yaml built into the binary (the SCP may not have the gateway's file).
+	Policy string `yaml:"policy"`
+	// Groups limits the check to these enabled groups; empty: every enabled group.
+	Groups []string `yaml:"groups"`
+	// Samples are real names to probe for wildcard patterns ("*.manage.microsoft.com":
+	// [...]); a wildcard without one is not checked.
+	Samples map[string][]string `yaml:"samples"`
+	// Timeout bounds one whole check; default DefaultConnectivityTimeout.
+	Timeout time.Duration `yaml:"timeout"`
+}
+
+// Every returns the check interval in force (0: no schedule).
+func (c ConnectivityCheck) Every() time.Duration {
+	if c.Interval == nil {
+		return DefaultConnectivityInterval
+	}
+	return *c.Interval
 }
 
 // Proxy is the egress gateway (or any HTTP proxy). The password never appears in the file or
@@ -219,6 +251,10 @@ func (c *Config) defaults(dir string) {
 	}
 	c.PayloadDir, c.LogDir = abs(c.PayloadDir), abs(c.LogDir)
 	c.TrustedCAFile, c.ManifestKeyFile = abs(c.TrustedCAFile), abs(c.ManifestKeyFile)
+	c.ConnectivityCheck.Policy = abs(c.ConnectivityCheck.Policy)
+	if c.ConnectivityCheck.Timeout == 0 {
+		c.ConnectivityCheck.Timeout = DefaultConnectivityTimeout
+	}
 	c.Proxy.PasswordFile, c.Proxy.CAFile = abs(c.Proxy.PasswordFile), abs(c.Proxy.CAFile)
 }
 
@@ -285,6 +321,18 @@ func (c *Config) Validate() error {
 	}{{"check_interval", c.CheckInterval, time.Second}, {"upload_interval", c.UploadInterval, time.Second}, {"retry_backoff", c.RetryBackoff, time.Millisecond}} {
 		if d.v < d.min {
 			bad(d.key, "%s: must be at least %s", d.v, d.min)
+		}
+	}
+	cc := c.ConnectivityCheck
+	if d := cc.Every(); d < 0 || d > 0 && d < time.Minute {
+		bad("connectivity_check.interval", "%s: want 0 (no schedule) or at least 1m", d)
+	}
+	if cc.Timeout < time.Second {
+		bad("connectivity_check.timeout", "%s: must be at least 1s", cc.Timeout)
+	}
+	if cc.Policy != "" {
+		if _, err := os.Stat(cc.Policy); err != nil {
+			bad("connectivity_check.policy", "%v", err)
 		}
 	}
 	if c.DataDir == "" {

@@ -45,6 +45,12 @@ func TestParse(t *testing.T) {
 		{"located", "site_role: secondary\n", "site_role: \"secondary\": the service connection point"},
 		{"tiny interval", "check_interval: 1ms\n", "check_interval"},
 		{"bad ring", "ring: a&b\n", "ring"},
+		{"connectivity off", "connectivity_check:\n  interval: 0s\n", ""},
+		{"connectivity weekly", "connectivity_check:\n  interval: 168h\n  groups: [core]\n  samples:\n    \"*.manage.microsoft.com\": [a.manage.microsoft.com]\n", ""},
+		{"connectivity too often", "connectivity_check:\n  interval: 5s\n", "connectivity_check.interval"},
+		{"connectivity negative", "connectivity_check:\n  interval: -1h\n", "connectivity_check.interval"},
+		{"connectivity no policy", "connectivity_check:\n  policy: nope.yaml\n", "connectivity_check.policy"},
+		{"connectivity unknown key", "connectivity_check:\n  intervall: 1h\n", "intervall"},
 		{"two documents", "---\nsite_code: ABC\n", "only one YAML document is allowed"},
 	}
 	for _, tt := range tests {
@@ -97,6 +103,16 @@ func TestDefaults(t *testing.T) {
 	}
 	if c.DataDir != filepath.Join(dir, "data") || c.PayloadDir != filepath.Join(dir, "data", PayloadFolderName) || c.LogDir != filepath.Join(dir, "data", "Logs") {
 		t.Fatalf("folders: %s %s %s", c.DataDir, c.PayloadDir, c.LogDir)
+	}
+	if cc := c.ConnectivityCheck; cc.Every() != DefaultConnectivityInterval || cc.Timeout != DefaultConnectivityTimeout || cc.Policy != "" {
+		t.Fatalf("connectivity_check defaults: %+v", cc)
+	}
+	off, err := Parse([]byte(base(dir)+"connectivity_check:\n  interval: 0s\n  policy: key.pem\n"), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if off.ConnectivityCheck.Every() != 0 || off.ConnectivityCheck.Policy != filepath.Join(dir, "key.pem") {
+		t.Fatalf("connectivity_check: %+v", off.ConnectivityCheck)
 	}
 }
 

@@ -89,10 +89,20 @@ type Uploader struct {
 	Delivered   int       `json:"delivered"`
 }
 
+// Connectivity is the last endpoint connectivity check (SMS_SERVICE_CONNECTOR) and the next one.
+type Connectivity struct {
+	LastRun time.Time `json:"lastRun"`
+	// Message is the status message id of the last outcome (11410, 11411, 11412; 0: none).
+	Message int       `json:"message"`
+	Outcome string    `json:"outcome"`
+	NextRun time.Time `json:"nextRun"`
+}
+
 // File is the whole state file.
 type File struct {
-	Downloader Downloader `json:"downloader"`
-	Uploader   Uploader   `json:"uploader"`
+	Downloader   Downloader   `json:"downloader"`
+	Uploader     Uploader     `json:"uploader"`
+	Connectivity Connectivity `json:"connectivity"`
 }
 
 // SortedUpdates returns the updates ordered by version, then GUID.
