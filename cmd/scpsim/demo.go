@@ -96,9 +96,10 @@ func cmdDemo(args []string, stdout, stderr io.Writer) int {
 }
 
 type demo struct {
-	scpgate string // the product binary: serve, policy explain
-	dir     string
-	reports string // the reports' folder, which outlives the demo
+	scpgate      string // the product binary: serve, policy explain
+	dir          string
+	reports      string // the reports' folder, which outlives the demo
+	clientConfig string // the SCP client's configuration, written by clientCycle
 	// validateStart ends the period of the audit report: the SCP's traffic, not the probes.
 	validateStart time.Time
 	out, errOut   io.Writer
@@ -225,6 +226,9 @@ func (d *demo) run(ctx context.Context) error {
 	fmt.Fprintf(d.out, "proxy http://%s, TLS proxy https://%s, admin http://%s\n", d.gw.Proxy[0], d.gw.TLS[0], d.gw.Admin)
 
 	if err := d.clientCycle(ctx); err != nil {
+		return err
+	}
+	if err := d.clientConnectivity(ctx); err != nil {
 		return err
 	}
 

@@ -50,7 +50,11 @@ proxy:
 trusted_ca_file: %s
 manifest_key_file: %s
 data_dir: %s
-`, demoHierarchy, d.world.InstalledVersion, d.gw.TLS[0], pwFile, d.gwCAFile, d.world.CAFile, d.world.PublicKeyFile, filepath.Join(dir, "data"))
+connectivity_check:
+  policy: %s
+  samples:
+%s`, demoHierarchy, d.world.InstalledVersion, d.gw.TLS[0], pwFile, d.gwCAFile, d.world.CAFile, d.world.PublicKeyFile, filepath.Join(dir, "data"),
+		filepath.Join(d.dir, "endpoints.yaml"), connectivitySamples())
 	cfgFile := filepath.Join(dir, "scpclient.yaml")
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
 		return err
@@ -83,7 +87,42 @@ data_dir: %s
 		return fmt.Errorf("scpclient check: %d updates downloaded, %d usage packages delivered; want at least 1 and 1", ok, st.Uploader.Delivered)
 	}
 	fmt.Fprintf(d.out, "%d updates downloaded and verified, 1 usage data package delivered\n", ok)
+	d.clientConfig = cfgFile
 	return nil
+}
+
+// clientConnectivity runs the SCP client's own endpoint connectivity check (the validator's
+// must-pass checks, through the gateway with the client's proxy settings) and shows
+// EndpointConnectivityCheckWorker.log; it fails unless the outcome is 11410.
+func (d *demo) clientConnectivity(ctx context.Context) error {
+	bin, err := findBinary("", "scpclient")
+	if err != nil {
+		return err
+	}
+	d.step("the SCP client's endpoint connectivity check (scpclient check-connectivity)")
+	cmd := exec.CommandContext(ctx, bin, "check-connectivity", "-config", d.clientConfig)
+	cmd.Env = append(os.Environ(), "HTTPS_PROXY=", "https_proxy=")
+	out, err := cmd.CombinedOutput()
+	fmt.Fprint(d.out, string(out))
+	log := filepath.Join(filepath.Dir(d.clientConfig), "data", "Logs", "EndpointConnectivityCheckWorker.log")
+	fmt.Fprintf(d.out, "-- %s\n", log)
+	if perr := printTrace(d, log); perr != nil {
+		return perr
+	}
+	if err != nil {
+		return fmt.Errorf("scpclient check-connectivity: %v (want 11410, exit 0)", err)
+	}
+	return nil
+}
+
+// connectivitySamples is validateSamples as the client's YAML: pattern: [name].
+func connectivitySamples() string {
+	var b strings.Builder
+	for _, s := range validateSamples {
+		pattern, name, _ := strings.Cut(s, "=")
+		fmt.Fprintf(&b, "    %q: [%s]\n", pattern, name)
+	}
+	return b.String()
 }
 
 // printTrace prints a ConfigMgr trace log, one message per line (every line must parse).
