@@ -78,7 +78,7 @@ func checkTLS(cfg Config, pos *yamlpos.Positions) yamlpos.List {
 	}
 	var out yamlpos.List
 	if err := cfg.TLS.Validate(); err != nil {
-		for _, e := range leaves(err) {
+		for _, e := range yamlpos.Leaves(err) {
 			msg := strings.TrimPrefix(e.Error(), "tlslisten: ")
 			key, rest, ok := strings.Cut(msg, ": ")
 			if !ok || !isKeyPath(key) {
@@ -115,21 +115,6 @@ func checkAudit(cfg Config, pos *yamlpos.Positions) yamlpos.List {
 		return yamlpos.List{pos.Errorf("audit.path", "%s is not a regular file", p)}
 	}
 	return nil
-}
-
-// leaves flattens a tree of errors.Join.
-func leaves(err error) []error {
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		var out []error
-		for _, e := range j.Unwrap() {
-			out = append(out, leaves(e)...)
-		}
-		return out
-	}
-	if err == nil {
-		return nil
-	}
-	return []error{err}
 }
 
 // unwrapPath drops the "policy: open PATH:" wrapping of a read error, leaving its cause.

@@ -134,7 +134,7 @@ func keyErrorf(key, format string, args ...any) error {
 // the top of the file.
 func locate(pos *yamlpos.Positions, err error) yamlpos.List {
 	var out yamlpos.List
-	for _, err := range leaves(err) {
+	for _, err := range yamlpos.Leaves(err) {
 		var ke *keyError
 		if errors.As(err, &ke) {
 			out = append(out, pos.Errorf(ke.key, "%s", ke.msg))

@@ -147,3 +147,19 @@ func offsetPos(data []byte, off int) (line, col int) {
 	}
 	return line, utf8.RuneCount(before) + 1
 }
+
+// Leaves flattens a tree of errors.Join into its leaves (nil for nil), so that each validation
+// problem can be given its own position.
+func Leaves(err error) []error {
+	if err == nil {
+		return nil
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []error
+		for _, e := range j.Unwrap() {
+			out = append(out, Leaves(e)...)
+		}
+		return out
+	}
+	return []error{err}
+}

@@ -187,7 +187,7 @@ func (e *keyError) Error() string { return e.key + ": " + e.msg }
 // locate places each problem of Validate at its key in the file.
 func locate(pos *yamlpos.Positions, err error) yamlpos.List {
 	var out yamlpos.List
-	for _, e := range leaves(err) {
+	for _, e := range yamlpos.Leaves(err) {
 		var ke *keyError
 		if errors.As(e, &ke) {
 			out = append(out, pos.Errorf(ke.key, "%s", ke.msg))
@@ -197,17 +197,6 @@ func locate(pos *yamlpos.Positions, err error) yamlpos.List {
 	}
 	out.Sort()
 	return out
-}
-
-func leaves(err error) []error {
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		var out []error
-		for _, e := range j.Unwrap() {
-			out = append(out, leaves(e)...)
-		}
-		return out
-	}
-	return []error{err}
 }
 
 func (c *Config) defaults(dir string) {
