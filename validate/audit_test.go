@@ -68,10 +68,10 @@ func TestCollectWaitsForRecords(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("collect did not return once the record was written")
 	}
-	// A record that never comes: collect gives up after its wait.
-	start := time.Now()
+	// A record that never comes: collect gives up after its wait. The context never ends, so
+	// only the wait can end the call (a regression hangs until go test's -timeout).
 	got, err := collect(context.Background(), tl, []string{"never"}, 300*time.Millisecond)
-	if err != nil || len(got) != 0 || time.Since(start) > 5*time.Second {
-		t.Errorf("missing record: %v %v after %v", got, err, time.Since(start))
+	if err != nil || len(got) != 0 {
+		t.Errorf("missing record: %v %v", got, err)
 	}
 }

@@ -311,14 +311,12 @@ func TestRunOverallTimeout(t *testing.T) {
 	pol, _ := policy.Parse("unit.yaml", []byte(unitPolicy))
 	px := startFakeProxy(t, pol, startOrigin(t, ca), "hang")
 	cfg := unitConfig(t, px.url(), ca)
-	cfg.Timeout, cfg.CheckTimeout, cfg.Concurrency = 300*time.Millisecond, 10*time.Second, 2
-	start := time.Now()
+	// The proxy never answers and each check may wait an hour: only the 300ms overall timeout
+	// can end the run (a regression hangs until go test's -timeout), and every check is failed.
+	cfg.Timeout, cfg.CheckTimeout, cfg.Concurrency = 300*time.Millisecond, time.Hour, 2
 	rep, err := Run(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
-	}
-	if el := time.Since(start); el > 5*time.Second {
-		t.Errorf("run took %v with a 300ms overall timeout", el)
 	}
 	if !rep.Incomplete || rep.Outcome.Message != MsgError || rep.Summary.Fail != rep.Summary.Total {
 		t.Errorf("incomplete=%v outcome=%d summary=%+v", rep.Incomplete, rep.Outcome.Message, rep.Summary)
