@@ -150,6 +150,7 @@ func (g *Gateway) readClientHello(client net.Conn, early []byte) ([]byte, string
 func (g *Gateway) decideTarget(w http.ResponseWriter, ex *exchange, method, path string) (policy.Host, uint16, policy.Decision, bool) {
 	host, port, err := splitTarget(ex.target, ex.defaultPort)
 	if err != nil {
+		ex.rec.Target = ex.target // as it came: it does not parse (noteTarget need not try again)
 		g.refuse(w, ex, refusal{reason: policy.ReasonInvalidHost, detail: err.Error()})
 		return policy.Host{}, 0, policy.Decision{}, false
 	}
