@@ -3,19 +3,30 @@
 // Out of descriptors, accept(2) fails with EMFILE and leaves the connection in the backlog:
 // the client waits in silence while the accept loop spins. A Listener keeps one descriptor in
 // reserve; on EMFILE it frees it, accepts the waiting connection, answers it (503
-// out_of_resources, written by the caller's respond function), closes it and takes the reserve
-// again. A Guard turns every such failure (accept, dial, pipe) into one WARN per episode and a
+// out_of_resources, written by the caller's respond function), closes it without a reset and
+// takes the reserve again. A Guard turns every such failure (accept, dial, pipe) into one WARN per episode and a
 // count, and notices when descriptors are free again.
 package fdguard
 
 import (
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
+)
+
+const (
+	// lingerTimeout bounds how long an answered client may keep the reserve descriptor: the
+	// listener reads what it sent (its request) until it closes, so that the close does not
+	// turn into a TCP reset that discards the answer before the client reads it.
+	lingerTimeout = time.Second
+	// lingerDrainMax bounds the bytes read from an answered client.
+	lingerDrainMax = 64 << 10
 )
 
 // IsExhausted reports whether err says the process or the system has no file descriptor left.
@@ -63,7 +74,9 @@ func (g *Guard) Exhausted() bool { return g.on.Load() }
 
 // Listener wraps ln (a listener that returns accept errors as they are, e.g. *net.TCPListener)
 // so that running out of descriptors answers the waiting client through respond, which must
-// write its answer and close the connection without blocking for long.
+// write its answer without blocking for long (set a write deadline) and leave the connection
+// open: the listener half-closes it, reads what the client sent until it closes (at most
+// lingerTimeout) and closes it. Close of the returned listener cuts that short and waits.
 func (g *Guard) Listener(ln net.Listener, respond func(net.Conn)) (net.Listener, error) {
 	l := &listener{Listener: ln, guard: g, respond: respond}
 	if err := l.takeReserve(); err != nil {
@@ -77,10 +90,25 @@ type listener struct {
 	guard   *Guard
 	respond func(net.Conn)
 
-	mu      sync.Mutex // serialises the reserve dance between concurrent Accepts
-	reserve *os.File   // a descriptor of /dev/null, nil when not held
-	closed  bool
+	mu        sync.Mutex    // serialises the reserve dance between concurrent Accepts
+	reserve   *os.File      // a descriptor of /dev/null, nil when not held
+	lingering net.Conn      // the answered client being drained; it holds the reserve's place
+	drained   chan struct{} // closed when lingering is closed and the reserve retaken
+	closed    bool
+	lingers   sync.WaitGroup
 }
+
+// reserveError is the failure to take the reserve back while out of descriptors. It is a
+// temporary net.Error, so that an accept loop (net/http's) backs off and retries instead of
+// ending.
+type reserveError struct{ err error }
+
+func (e reserveError) Error() string {
+	return "fdguard: no descriptor to accept with: " + e.err.Error()
+}
+func (e reserveError) Unwrap() error   { return e.err }
+func (e reserveError) Timeout() bool   { return false }
+func (e reserveError) Temporary() bool { return true }
 
 func (l *listener) takeReserve() error {
 	f, err := os.Open(os.DevNull)
@@ -121,11 +149,23 @@ func (l *listener) acceptOnReserve() (net.Conn, error) {
 		l.mu.Unlock()
 		return nil, net.ErrClosed
 	}
+	for l.reserve == nil && l.drained != nil {
+		// The last answered client still holds the descriptor: wait until it is closed.
+		drained := l.drained
+		l.mu.Unlock()
+		<-drained
+		l.mu.Lock()
+		if l.closed {
+			l.mu.Unlock()
+			return nil, net.ErrClosed
+		}
+	}
 	if l.reserve == nil {
 		if err := l.takeReserve(); err != nil {
-			// Nothing to spend: the caller's accept loop backs off (EMFILE is temporary).
+			// Something else took the descriptor: the caller's accept loop backs off and
+			// retries.
 			l.mu.Unlock()
-			return nil, err
+			return nil, reserveError{err}
 		}
 	}
 	_ = l.reserve.Close()
@@ -152,12 +192,41 @@ func (l *listener) acceptOnReserve() (net.Conn, error) {
 		return c, nil
 	}
 	l.respond(c)
-	l.mu.Lock()
-	if !l.closed && l.reserve == nil {
-		_ = l.takeReserve() // the answered client's descriptor, most likely
-	}
-	l.mu.Unlock()
+	l.linger(c)
 	return nil, nil
+}
+
+// linger closes the answered client c without a reset: FIN after the answer, then read what
+// the client sent until it closes or lingerTimeout passes, in the background so that Accept
+// goes on. Its descriptor becomes the reserve again.
+func (l *listener) linger(c net.Conn) {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
+	_ = c.SetReadDeadline(time.Now().Add(lingerTimeout))
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		_ = c.Close()
+		return
+	}
+	l.lingering = c
+	l.drained = make(chan struct{})
+	l.lingers.Add(1)
+	l.mu.Unlock()
+	go func() {
+		defer l.lingers.Done()
+		_, _ = io.Copy(io.Discard, io.LimitReader(c, lingerDrainMax))
+		_ = c.Close()
+		l.mu.Lock()
+		l.lingering = nil
+		if !l.closed && l.reserve == nil {
+			_ = l.takeReserve() // the answered client's descriptor, most likely
+		}
+		close(l.drained)
+		l.drained = nil
+		l.mu.Unlock()
+	}()
 }
 
 func (l *listener) Close() error {
@@ -168,7 +237,12 @@ func (l *listener) Close() error {
 			_ = l.reserve.Close()
 			l.reserve = nil
 		}
+		if l.lingering != nil {
+			_ = l.lingering.SetReadDeadline(time.Now()) // ends its drain at once
+		}
 	}
 	l.mu.Unlock()
-	return l.Listener.Close()
+	err := l.Listener.Close()
+	l.lingers.Wait()
+	return err
 }

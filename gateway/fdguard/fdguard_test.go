@@ -84,8 +84,9 @@ func TestGuardLogsOncePerEpisode(t *testing.T) {
 }
 
 // TestListenerAnswersWhenOutOfDescriptors lowers this test process's descriptor limit, fills
-// it, and checks that a client waiting in the backlog gets the 503 rather than silence, and
-// that the listener serves normally once descriptors are free.
+// it, and checks that a client waiting in the backlog, its request sent and never read, gets
+// the whole 503 and then EOF (not a reset that would discard it), and that the listener serves
+// normally once descriptors are free.
 func TestListenerAnswersWhenOutOfDescriptors(t *testing.T) {
 	var old syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
@@ -101,7 +102,6 @@ func TestListenerAnswersWhenOutOfDescriptors(t *testing.T) {
 	gl, err := g.Listener(ln, func(c net.Conn) {
 		_ = c.SetWriteDeadline(time.Now().Add(time.Second))
 		_, _ = io.WriteString(c, answer)
-		_ = c.Close()
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -114,6 +114,10 @@ func TestListenerAnswersWhenOutOfDescriptors(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer client.Close()
+	// Sent before the answer and never read by the listener: closing on it would reset.
+	if _, err := io.WriteString(client, "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
 	lim := old
 	lim.Cur = 256
 	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
@@ -151,8 +155,9 @@ func TestListenerAnswersWhenOutOfDescriptors(t *testing.T) {
 	_ = client.SetReadDeadline(time.Now().Add(10 * time.Second))
 	got, err := io.ReadAll(client)
 	if err != nil || string(got) != answer {
-		t.Fatalf("the waiting client read %q, %v; want the 503", got, err)
+		t.Fatalf("the waiting client read %q, %v; want the 503, then EOF", got, err)
 	}
+	_ = client.Close()
 	if !g.Exhausted() || hits.Load() == 0 {
 		t.Fatalf("exhausted=%v hits=%d", g.Exhausted(), hits.Load())
 	}
@@ -177,5 +182,18 @@ func TestListenerAnswersWhenOutOfDescriptors(t *testing.T) {
 	}
 	if g.Exhausted() {
 		t.Fatal("still exhausted after a normal accept")
+	}
+}
+
+// TestReserveErrorIsTemporary: net/http's accept loop ends on any error that is not a temporary
+// net.Error, so failing to take the reserve back must be one.
+func TestReserveErrorIsTemporary(t *testing.T) {
+	var err error = reserveError{&os.PathError{Op: "open", Path: os.DevNull, Err: syscall.EMFILE}}
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Temporary() { //nolint:staticcheck // net/http still reads Temporary
+		t.Fatalf("%v is not a temporary net.Error", err)
+	}
+	if !IsExhausted(err) {
+		t.Fatalf("IsExhausted(%v) = false", err)
 	}
 }

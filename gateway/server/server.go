@@ -225,7 +225,6 @@ func (s *Server) bindListeners(context.Context) error {
 	outOfFDs := func(c net.Conn) {
 		_ = c.SetWriteDeadline(time.Now().Add(time.Second))
 		_ = s.gw.RefuseConn(c, policy.ReasonOutOfResources)
-		_ = c.Close()
 	}
 	bind := func(key, addr string, listen func(string) (net.Listener, error)) (net.Listener, error) {
 		ln, err := listen(addr)
