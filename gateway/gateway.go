@@ -189,8 +189,10 @@ func (g *Gateway) SetPolicy(p *policy.Policy) {
 }
 
 // Serve accepts proxy connections on ln until ctx is cancelled, then stops accepting and
-// returns; use Shutdown to drain open tunnels.
+// returns; use Shutdown to drain open tunnels. A connection whose first request is a CONNECT is
+// served by the front (front.go); any other goes to a net/http server.
 func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
+	handoff := newHandoffListener(ln.Addr())
 	srv := &http.Server{
 		Handler:           g,
 		ReadHeaderTimeout: g.opts.Timeouts.ReadHeader,
@@ -201,21 +203,32 @@ func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
 		ErrorLog:    slog.NewLogLogger(g.log.Handler(), slog.LevelDebug),
 		BaseContext: func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
+	srvDone := make(chan struct{})
+	go func() { _ = srv.Serve(handoff); close(srvDone) }()
+	f := &front{g: g, handoff: handoff, log: g.log, reading: make(map[net.Conn]struct{})}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() { errc <- f.serve(ln) }()
+
+	var err error
 	select {
-	case err := <-errc:
-		return err
+	case err = <-errc:
+		_ = ln.Close()
 	case <-ctx.Done():
+		_ = ln.Close()
+		<-errc
 	}
 	// Stop accepting at once; requests mid-flight get a short grace, tunnels are Shutdown's job.
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	f.stop(handoffGrace)
+	sctx, cancel := context.WithTimeout(context.Background(), handoffGrace)
 	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
+	if serr := srv.Shutdown(sctx); serr != nil {
 		_ = srv.Close()
 	}
-	<-errc
-	return nil
+	<-srvDone
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
 }
 
 // Shutdown waits for open tunnels to finish until ctx is done, then closes the rest. New

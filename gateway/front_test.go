@@ -1,0 +1,237 @@
+package gateway
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/scpgate/scpgate/policy"
+)
+
+// TestFrontHandsOffWhatItDoesNotServe: a head the front does not serve itself reaches net/http
+// with every byte replayed, and gets net/http's own answer, not a different one from the front.
+func TestFrontHandsOffWhatItDoesNotServe(t *testing.T) {
+	tg := startGateway(t, groupPolicy("443", "CONNECT"), []string{"crl.microsoft.com"}, func(o *Options) {
+		o.Limits.MaxHeaderBytes = 1024
+	})
+	long := strings.Repeat("a", 8<<10)
+	for _, tc := range []struct {
+		name, raw string
+		status    int
+	}{
+		{"HTTP/2.0 request line", "CONNECT crl.microsoft.com:443 HTTP/2.0\r\n\r\n", 505},
+		{"two Host headers", "CONNECT crl.microsoft.com:443 HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400},
+		{"invalid Host header", "CONNECT crl.microsoft.com:443 HTTP/1.1\r\nHost: a b\r\n\r\n", 400},
+		{"invalid header name", "CONNECT crl.microsoft.com:443 HTTP/1.1\r\nBad Name: x\r\n\r\n", 400},
+		{"Expect header", "CONNECT crl.microsoft.com:443 HTTP/1.1\r\nExpect: magic\r\n\r\n", 417},
+		{"head over the limit", "CONNECT crl.microsoft.com:443 HTTP/1.1\r\nX-Long: " + long + "\r\n\r\n", 431},
+		{"malformed request line", "CONNECT crl.microsoft.com:443\r\n\r\n", 400},
+		// Not CONNECT: net/http serves it (here the handler refuses the unlisted name).
+		{"plain HTTP", "GET http://example.org/ HTTP/1.1\r\nHost: example.org\r\n\r\n", 403},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, body := raw(t, tg.addr, tc.raw)
+			if resp.StatusCode != tc.status {
+				t.Fatalf("status %d, want %d (body %q)", resp.StatusCode, tc.status, body)
+			}
+		})
+	}
+}
+
+// TestFrontKeepAliveThenConnect: a connection that starts with plain HTTP keeps net/http's
+// keep-alive, and a CONNECT that follows on it still opens a tunnel.
+func TestFrontKeepAliveThenConnect(t *testing.T) {
+	echo, _ := echoServer(t)
+	port := portOf(t, echo)
+	tg := startGateway(t, groupPolicy(port, "GET, CONNECT"), []string{"crl.microsoft.com"}, nil)
+	origin := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "hello") })}
+	oln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = origin.Serve(oln) }()
+	t.Cleanup(func() { _ = origin.Close() })
+	tg.gw.SetPolicy(mustPolicy(t, groupPolicy(port+", "+portOf(t, oln.Addr().String()), "GET, CONNECT")))
+
+	c, err := net.Dial("tcp", tg.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	get := "GET http://crl.microsoft.com:" + portOf(t, oln.Addr().String()) + "/ HTTP/1.1\r\nHost: crl.microsoft.com\r\n\r\n"
+	if _, err := io.WriteString(c, get); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || string(body) != "hello" || resp.Close {
+		t.Fatalf("GET: %d %q close=%v", resp.StatusCode, body, resp.Close)
+	}
+	if _, err := io.WriteString(c, "CONNECT crl.microsoft.com:"+port+" HTTP/1.1\r\n\r\nping"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err = http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("CONNECT after GET: %v %v", resp, err)
+	}
+	got := make([]byte, 4)
+	if _, err := io.ReadFull(br, got); err != nil || string(got) != "ping" {
+		t.Fatalf("echo through the tunnel: %q %v", got, err)
+	}
+}
+
+// TestFrontRefusalIsReadWhole: a refused CONNECT whose client keeps sending after its head
+// still reads the whole answer, then EOF; the close is not a reset.
+func TestFrontRefusalIsReadWhole(t *testing.T) {
+	tg := startGateway(t, groupPolicy("443", "CONNECT"), []string{"crl.microsoft.com"}, nil)
+	c, err := net.Dial("tcp", tg.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	// The TLS bytes a client pipelines after its CONNECT, which the refused tunnel never reads.
+	if _, err := io.WriteString(c, "CONNECT example.org:443 HTTP/1.1\r\n\r\n"+strings.Repeat("\x16", 16<<10)); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), &http.Request{Method: http.MethodConnect})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("reading the refusal: %v", err)
+	}
+	if resp.StatusCode != 403 || resp.Header.Get("X-Scpgate-Reason") != "no_rule" || !resp.Close ||
+		resp.Header.Get("Date") == "" || !strings.HasPrefix(string(body), "scpgate: ") {
+		t.Fatalf("refusal: %d %q close=%v headers %v body %q", resp.StatusCode, resp.Header.Get("X-Scpgate-Reason"), resp.Close, resp.Header, body)
+	}
+	if rec := tg.audit.next(t); rec.Reason != "no_rule" || rec.Client != c.LocalAddr().String() {
+		t.Fatalf("audit %+v", rec)
+	}
+}
+
+// TestFrontServeStopsSlowHeads: cancelling Serve closes connections still sending their head
+// at once (not after the header timeout) and Serve returns.
+func TestFrontServeStopsSlowHeads(t *testing.T) {
+	gw, err := New(Options{Policy: mustPolicy(t, groupPolicy("443", "CONNECT")), Resolver: &mapResolver{}, Audit: newRecordingAudit()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gw.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- gw.Serve(ctx, ln) }()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// Half a head: the front is now reading it (the read blocks until the head is whole).
+	if _, err := io.WriteString(c, "CONNECT crl.microsoft.com:443 HTTP/1.1\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	// A second connection proves the first was accepted before the cancel.
+	resp, _ := raw(t, ln.Addr().String(), "CONNECT example.org:443 HTTP/1.1\r\n\r\n")
+	if resp.StatusCode != 403 {
+		t.Fatalf("second connection: %d", resp.StatusCode)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Serve = %v", err)
+		}
+	case <-time.After(handoffGrace):
+		t.Fatal("Serve did not return after its context was cancelled")
+	}
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if n, err := c.Read(make([]byte, 1)); err == nil {
+		t.Fatalf("the half-sent connection is still open (read %d bytes)", n)
+	}
+}
+
+func TestValidHostHeaders(t *testing.T) {
+	for _, tc := range []struct {
+		head string
+		want bool
+	}{
+		{"CONNECT a:443 HTTP/1.1\r\n\r\n", true},
+		{"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n", true},
+		{"CONNECT a:443 HTTP/1.1\r\nhOsT:a:443\r\nUser-Agent: x\r\n\r\n", true},
+		{"CONNECT a:443 HTTP/1.1\r\nHost: a\r\nhost: a\r\n\r\n", false},
+		{"CONNECT a:443 HTTP/1.1\r\nHost: a b\r\n\r\n", false},
+		{"CONNECT a:443 HTTP/1.1\r\nHost: [::1\r\n\r\n", true}, // httpguts accepts it; net/http too
+		{"CONNECT a:443 HTTP/1.1\r\nX-Host: a b\r\n\r\n", true},
+	} {
+		if got := validHostHeaders([]byte(tc.head)); got != tc.want {
+			t.Errorf("validHostHeaders(%q) = %v, want %v", tc.head, got, tc.want)
+		}
+	}
+}
+
+// FuzzFrontHead: whatever a client sends, the front's head reader neither panics nor serves
+// anything but a well-formed HTTP/1.x CONNECT, and a head it does not serve is kept whole for
+// net/http.
+func FuzzFrontHead(f *testing.F) {
+	for _, s := range []string{
+		"CONNECT a.example:443 HTTP/1.1\r\nHost: a.example:443\r\n\r\n\x16\x03\x01",
+		"CONNECT a.example:443 HTTP/1.0\r\n\r\n",
+		"CONNECT [::1]:443 HTTP/1.1\r\nProxy-Authorization: Basic dTpw\r\n\r\n",
+		"CONNECT a:443 HTTP/2.0\r\n\r\n",
+		"CONNECT a:443 HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+		"CONNECT a:443 HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+		"GET / HTTP/1.1\r\n\r\n",
+		"CONNECT ",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		rec := &recorder{src: strings.NewReader(string(in)), limit: 4096}
+		br := bufio.NewReaderSize(rec, frontReadSize)
+		fr := &front{}
+		req, ok := fr.readConnect(br, rec)
+		if !ok {
+			if !strings.HasPrefix(string(in), string(rec.buf)) {
+				t.Fatalf("recorded %q is not what was read from %q", rec.buf, in)
+			}
+			return
+		}
+		if req.Method != http.MethodConnect || req.ProtoMajor != 1 || req.Header.Get("Expect") != "" {
+			t.Fatalf("served %s %s %s", req.Method, req.RequestURI, req.Proto)
+		}
+	})
+}
+
+// TestFrontRecorderLimit: the recorder stops at its limit with its own error, which is not
+// taken for the client's.
+func TestFrontRecorderLimit(t *testing.T) {
+	rec := &recorder{src: strings.NewReader(strings.Repeat("x", 100)), limit: 10}
+	b, err := io.ReadAll(rec)
+	if err != errHeadTooLarge || len(b) != 10 || len(rec.buf) != 10 || rec.err != nil {
+		t.Fatalf("read %d bytes, err %v, recorded %d, conn err %v", len(b), err, len(rec.buf), rec.err)
+	}
+}
+
+func mustPolicy(t *testing.T, text string) *policy.Policy {
+	t.Helper()
+	p, err := policy.Parse("test.yaml", []byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
