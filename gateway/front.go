@@ -187,7 +187,7 @@ func (f *front) serveConn(c net.Conn) {
 	}
 	_ = c.SetReadDeadline(time.Time{})
 	req.RemoteAddr = c.RemoteAddr().String()
-	w := &frontWriter{conn: c, br: br, header: make(http.Header, 6)}
+	w := &frontWriter{conn: c, br: br}
 	f.g.ServeHTTP(w, req)
 	if w.hijacked {
 		return
@@ -271,7 +271,13 @@ type frontWriter struct {
 	hijacked bool
 }
 
-func (w *frontWriter) Header() http.Header { return w.header }
+// Header is made on first use: an allowed CONNECT never asks for it.
+func (w *frontWriter) Header() http.Header {
+	if w.header == nil {
+		w.header = make(http.Header, 6)
+	}
+	return w.header
+}
 
 func (w *frontWriter) WriteHeader(status int) {
 	if w.status == 0 {
@@ -301,11 +307,12 @@ func (w *frontWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 
 func (w *frontWriter) finish(req *http.Request) error {
 	w.WriteHeader(http.StatusOK)
-	if w.header.Get("Date") == "" {
-		w.header.Set("Date", time.Now().UTC().Format(http.TimeFormat))
+	h := w.Header()
+	if h.Get("Date") == "" {
+		h.Set("Date", time.Now().UTC().Format(http.TimeFormat))
 	}
 	resp := &http.Response{
-		StatusCode: w.status, ProtoMajor: 1, ProtoMinor: 1, Header: w.header, Close: true,
+		StatusCode: w.status, ProtoMajor: 1, ProtoMinor: 1, Header: h, Close: true,
 		ContentLength: int64(len(w.body)), Body: io.NopCloser(bytes.NewReader(w.body)), Request: req,
 	}
 	return resp.Write(w.conn)
