@@ -267,8 +267,10 @@ func (l *Log) Write(r Record) {
 		r.Time = time.Now()
 	}
 	r.Time = r.Time.UTC()
-	line, err := json.Marshal(r) // escapes control characters: one record is always one line
-	if err != nil {
+	// Control characters are escaped: one record is always one line.
+	line, ok := r.appendJSON(make([]byte, 0, 384))
+	if !ok {
+		_, err := json.Marshal(r) // says why
 		l.writeErrors.Add(1)
 		l.dropped.Add(1)
 		l.logger.Error("audit: cannot encode record; dropped", "conn_id", r.ConnID, "err", err)
