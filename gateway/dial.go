@@ -46,7 +46,7 @@ func (g *Gateway) dialVetted(ctx context.Context, host policy.Host, port uint16)
 	defer cancel()
 	var lastErr error
 	for _, ap := range targets {
-		conn, err := g.dial(dctx, "tcp", ap.String())
+		conn, err := g.dial(dctx, ap)
 		if err == nil {
 			g.fds.Clear()
 			return conn, ap, nil
@@ -66,6 +66,13 @@ func (g *Gateway) dialVetted(ctx context.Context, host policy.Host, port uint16)
 func (g *Gateway) resolve(ctx context.Context, host policy.Host) ([]netip.Addr, error) {
 	if host.IsAddr() {
 		return []netip.Addr{host.Addr}, nil
+	}
+	if c, ok := g.opts.Resolver.(interface {
+		LookupCached(string) ([]netip.Addr, bool)
+	}); ok {
+		if addrs, ok := c.LookupCached(host.Name); ok {
+			return addrs, nil
+		}
 	}
 	rctx, cancel := context.WithTimeout(ctx, g.opts.Timeouts.DNS)
 	defer cancel()

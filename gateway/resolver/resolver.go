@@ -297,6 +297,32 @@ func (r *Resolver) LookupNetIP(ctx context.Context, host string) ([]netip.Addr, 
 	return merge(host, res)
 }
 
+// LookupCached answers host from the cache alone: ok is false unless both its A and AAAA
+// answers are cached and fresh and hold at least one address. The gateway asks it first, so a
+// cached name costs no context or timer for the DNS timeout.
+func (r *Resolver) LookupCached(host string) (_ []netip.Addr, ok bool) {
+	name, ok := canonicalName(host)
+	if !ok {
+		return nil, false
+	}
+	var res [2]result
+	now := r.now()
+	r.mu.Lock()
+	for i, qtype := range [2]uint16{dns.TypeA, dns.TypeAAAA} {
+		if res[i], ok = r.cache.get(key{name, qtype}, now); !ok {
+			r.mu.Unlock()
+			return nil, false
+		}
+	}
+	r.mu.Unlock()
+	addrs, err := merge(host, res)
+	if err != nil {
+		return nil, false
+	}
+	r.cacheHits.Add(2)
+	return addrs, true
+}
+
 // merge combines the A and AAAA results. With no address at all, a real
 // failure (SERVFAIL, timeout, ...) says more than a NODATA for the other
 // type, and NXDOMAIN more than NODATA.

@@ -701,3 +701,50 @@ func TestConcurrentRace(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestLookupCached: the cache alone answers a name whose A and AAAA answers are both fresh,
+// exactly as LookupNetIP would, and nothing else (never asked, expired, NXDOMAIN, invalid).
+func TestLookupCached(t *testing.T) {
+	sim := newSim(t)
+	sim.SetA("both.example.com", v4, v6)
+	sim.SetTTL("both.example.com", 10)
+	sim.SetA("v4only.example.com", v4) // AAAA is NODATA, cached negatively
+	clk := newClock()
+	r := newResolver(t, Config{Now: clk.Now}, sim.Addr())
+	if _, ok := r.LookupCached("both.example.com"); ok {
+		t.Fatal("answered a name never looked up")
+	}
+	for _, host := range []string{"both.example.com", "v4only.example.com", "nx.example.com"} {
+		_, _ = r.LookupNetIP(t.Context(), host)
+	}
+	queries := r.Stats().Queries
+	for _, tc := range []struct {
+		host string
+		ok   bool
+	}{
+		{"both.example.com", true},
+		{"BOTH.example.com.", true},
+		{"v4only.example.com", true},
+		{"nx.example.com", false},
+		{"never.example.com", false},
+		{"bad..name", false},
+	} {
+		got, ok := r.LookupCached(tc.host)
+		if ok != tc.ok {
+			t.Fatalf("LookupCached(%q) ok = %v, want %v", tc.host, ok, tc.ok)
+		}
+		if ok {
+			want, err := r.LookupNetIP(t.Context(), tc.host)
+			if err != nil || !slices.Equal(got, want) {
+				t.Fatalf("LookupCached(%q) = %v, LookupNetIP = %v, %v", tc.host, got, want, err)
+			}
+		}
+	}
+	if q := r.Stats().Queries; q != queries {
+		t.Fatalf("LookupCached sent %d queries", q-queries)
+	}
+	clk.Advance(10 * time.Second)
+	if _, ok := r.LookupCached("both.example.com"); ok {
+		t.Fatal("answered from an expired entry")
+	}
+}
