@@ -46,7 +46,7 @@ func (g *Gateway) dialVetted(ctx context.Context, host policy.Host, port uint16)
 	defer cancel()
 	var lastErr error
 	for _, ap := range targets {
-		conn, err := g.dial(dctx, ap)
+		conn, err := g.dial(dctx, "tcp", ap.String())
 		if err == nil {
 			g.fds.Clear()
 			return conn, ap, nil

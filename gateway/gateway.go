@@ -94,7 +94,7 @@ type Gateway struct {
 	policy  atomic.Pointer[policy.Policy]
 	forward *goproxy.ProxyHttpServer
 	tr      *http.Transport
-	dial    func(ctx context.Context, to netip.AddrPort) (net.Conn, error)
+	dial    DialFunc
 
 	idPrefix string
 	connSeq  atomic.Uint64
@@ -153,11 +153,8 @@ func New(opts Options) (*Gateway, error) {
 	g.pipes = splice.NewPool(0, 0, func(err error) { g.fds.Hit("pipe", err) })
 	g.bufs.New = func() any { b := make([]byte, 32<<10); return &b }
 	g.policy.Store(opts.Policy)
-	if opts.Dial != nil {
-		g.dial = func(ctx context.Context, to netip.AddrPort) (net.Conn, error) {
-			return opts.Dial(ctx, "tcp", to.String())
-		}
-	} else {
+	g.dial = opts.Dial
+	if g.dial == nil {
 		d := &net.Dialer{
 			Timeout: opts.Timeouts.Dial,
 			// Keep-alive probes after 15 s idle (Go's default), with the system's interval and
@@ -173,14 +170,9 @@ func New(opts Options) (*Gateway, error) {
 				return opts.Guard.Check(ap)
 			},
 		}
-		// DialTCP takes the vetted address as it is: no string to format and parse again.
-		g.dial = func(ctx context.Context, to netip.AddrPort) (net.Conn, error) {
-			c, err := d.DialTCP(ctx, "tcp", netip.AddrPort{}, to)
-			if err != nil {
-				return nil, err // not a typed nil in the interface
-			}
-			return c, nil
-		}
+		// Not Dialer.DialTCP: its zero local address is still bound before connect, which
+		// takes ephemeral ports exclusively and runs out of them under load (make bench).
+		g.dial = d.DialContext
 	}
 	g.tr = g.newTransport()
 	g.forward = g.newForwarder()
