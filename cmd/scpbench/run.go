@@ -49,6 +49,9 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
 
+	if err := waitForQuietPorts(ctx, stderr); err != nil {
+		return err
+	}
 	e, cleanup, err := newEnv(ctx, *scpgate, *out, *keep)
 	if err != nil {
 		return err

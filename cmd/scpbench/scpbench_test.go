@@ -203,3 +203,26 @@ func TestEchoThroughSinkModes(t *testing.T) {
 		t.Fatal("generate mode sent unexpected bytes")
 	}
 }
+
+func TestCountTimeWait(t *testing.T) {
+	const proc = `  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:9C40 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0000000000000000 100 0 0 10 0
+   1: 0100007F:A1B2 0100007F:9C40 06 00000000:00000000 03:00000F9E 00000000     0        0 0 3 0000000000000000
+   2: 0100007F:A1B3 0100007F:9C40 06 00000000:00000000 03:00000F9E 00000000     0        0 0 3 0000000000000000
+   3: 0100007F:A1B4 0100007F:9C40 01 00000000:00000000 00:00000000 00000000     0        0 2 1 0000000000000000 20 4 30 10 -1
+`
+	for _, tc := range []struct {
+		in   string
+		want int
+	}{
+		{proc, 2},
+		{"  sl  local_address rem_address   st\n", 0},
+		{"", 0},
+		{"header\n   9: 0100007F:A1B2\n", 0},
+	} {
+		got, err := countTimeWait(strings.NewReader(tc.in))
+		if err != nil || got != tc.want {
+			t.Errorf("countTimeWait = %d, %v; want %d", got, err, tc.want)
+		}
+	}
+}
