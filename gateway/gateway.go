@@ -151,10 +151,7 @@ func New(opts Options) (*Gateway, error) {
 		g.fds = fdguard.New(opts.Logger, opts.Observer.OutOfResources)
 	}
 	g.pipes = splice.NewPool(0, 0, func(err error) { g.fds.Hit("pipe", err) })
-	// The relay buffers of tunnels that cannot splice (a TLS client) are held for the tunnel's
-	// life: a TLS read returns at most one record (16 KiB of plaintext) and a write is cut into
-	// records of that size, so a larger buffer moves no more per call on the TLS side.
-	g.bufs.New = func() any { b := make([]byte, 16<<10); return &b }
+	g.bufs.New = func() any { b := make([]byte, 32<<10); return &b }
 	g.policy.Store(opts.Policy)
 	g.dial = opts.Dial
 	if g.dial == nil {
