@@ -161,9 +161,11 @@ func (f *front) serveConn(c net.Conn) {
 		}
 	}()
 
+	// The head, and a TLS client's handshake before it, must be complete by headDeadline, here
+	// and in net/http if the connection goes there (replayConn).
+	headDeadline := time.Now().Add(f.g.opts.Timeouts.ReadHeader)
 	if tc, ok := c.(*tls.Conn); ok {
-		// net/http bounds the handshake by the header timeout too.
-		_ = c.SetDeadline(time.Now().Add(f.g.opts.Timeouts.ReadHeader))
+		_ = c.SetDeadline(headDeadline)
 		if err := tc.HandshakeContext(context.Background()); err != nil {
 			f.headRead(c)
 			f.log.Debug("TLS handshake failed", "client", c.RemoteAddr().String(), "err", err)
@@ -172,7 +174,7 @@ func (f *front) serveConn(c net.Conn) {
 		}
 		_ = c.SetWriteDeadline(time.Time{})
 	} else {
-		_ = c.SetReadDeadline(time.Now().Add(f.g.opts.Timeouts.ReadHeader))
+		_ = c.SetReadDeadline(headDeadline)
 	}
 	req, ok := f.readConnect(br, rec)
 	f.headRead(c)
@@ -182,7 +184,7 @@ func (f *front) serveConn(c net.Conn) {
 			_ = c.Close()
 			return
 		}
-		f.handoff.give(&replayConn{Conn: c, pending: bytes.Clone(rec.buf)})
+		f.handoff.give(&replayConn{Conn: c, pending: bytes.Clone(rec.buf), headDeadline: headDeadline, capNext: true})
 		return
 	}
 	_ = c.SetReadDeadline(time.Time{})
@@ -318,10 +320,24 @@ func (w *frontWriter) finish(req *http.Request) error {
 	return resp.Write(w.conn)
 }
 
-// replayConn is a connection whose first reads return bytes already read from it.
+// replayConn is a connection whose first reads return bytes already read from it. The first
+// read deadline net/http sets is its header timeout for the first request; it is held to the
+// front's, so a slow head gets one header timeout in all, not one here and one there.
 type replayConn struct {
 	net.Conn
-	pending []byte
+	pending      []byte
+	headDeadline time.Time
+	capNext      bool
+}
+
+func (c *replayConn) SetReadDeadline(t time.Time) error {
+	if c.capNext {
+		c.capNext = false
+		if t.IsZero() || t.After(c.headDeadline) {
+			t = c.headDeadline
+		}
+	}
+	return c.Conn.SetReadDeadline(t)
 }
 
 func (c *replayConn) Read(p []byte) (int, error) {

@@ -235,3 +235,39 @@ func mustPolicy(t *testing.T, text string) *policy.Policy {
 	}
 	return p
 }
+
+// deadlineConn records the read deadlines set on it.
+type deadlineConn struct {
+	net.Conn
+	set []time.Time
+}
+
+func (c *deadlineConn) SetReadDeadline(t time.Time) error {
+	c.set = append(c.set, t)
+	return nil
+}
+
+// TestReplayConnKeepsTheHeadDeadline: the first read deadline net/http sets on a handed-off
+// connection (its header timeout) cannot run past the front's; the ones after are its own.
+func TestReplayConnKeepsTheHeadDeadline(t *testing.T) {
+	head := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name  string
+		first time.Time
+		want  time.Time
+	}{
+		{"later header timeout", head.Add(10 * time.Second), head},
+		{"no header timeout", time.Time{}, head},
+		{"earlier one kept", head.Add(-time.Second), head.Add(-time.Second)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			inner := &deadlineConn{}
+			c := &replayConn{Conn: inner, headDeadline: head, capNext: true}
+			_ = c.SetReadDeadline(tc.first)
+			_ = c.SetReadDeadline(time.Time{}) // after the head: net/http's whole-request deadline
+			if len(inner.set) != 2 || !inner.set[0].Equal(tc.want) || !inner.set[1].IsZero() {
+				t.Fatalf("deadlines set %v, want [%v, zero]", inner.set, tc.want)
+			}
+		})
+	}
+}
