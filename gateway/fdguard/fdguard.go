@@ -34,11 +34,21 @@ func IsExhausted(err error) bool {
 	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE)
 }
 
+// quietPeriod is how long an episode must go without a failure before a success ends it. Out of
+// descriptors, every refused or closed connection frees one for a moment and the next accept
+// succeeds; without it one episode would log a WARN for every such flap.
+const quietPeriod = 2 * time.Second
+
 // Guard tracks out-of-descriptor episodes. Its methods are safe for concurrent use.
 type Guard struct {
 	log   *slog.Logger
 	count func(where string)
-	on    atomic.Bool
+	now   func() time.Time // tests replace it
+	quiet time.Duration
+
+	on      atomic.Bool // fast path of Clear: false outside an episode
+	mu      sync.Mutex  // orders Hit and Clear within an episode
+	lastHit time.Time
 }
 
 // New returns a Guard that logs to logger and calls count (if set) with "accept", "dial" or
@@ -47,7 +57,7 @@ func New(logger *slog.Logger, count func(where string)) *Guard {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Guard{log: logger, count: count}
+	return &Guard{log: logger, count: count, now: time.Now, quiet: quietPeriod}
 }
 
 // Hit records that an operation (where) failed for lack of descriptors. The first hit of an
@@ -56,15 +66,24 @@ func (g *Guard) Hit(where string, err error) {
 	if g.count != nil {
 		g.count(where)
 	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.lastHit = g.now()
 	if g.on.CompareAndSwap(false, true) {
 		g.log.Warn("out of file descriptors: refusing new connections with 503 out_of_resources until descriptors are free; raise LimitNOFILE or lower limits.max_connections",
 			"where", where, "err", err)
 	}
 }
 
-// Clear ends an episode: an operation that needed a descriptor got one.
+// Clear reports that an operation that needed a descriptor got one. It ends the episode once
+// quietPeriod has passed since the last failure.
 func (g *Guard) Clear() {
-	if g.on.Load() && g.on.CompareAndSwap(true, false) {
+	if !g.on.Load() {
+		return
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.now().Sub(g.lastHit) >= g.quiet && g.on.CompareAndSwap(true, false) {
 		g.log.Info("file descriptors available again: serving normally")
 	}
 }

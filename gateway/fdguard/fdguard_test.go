@@ -59,8 +59,13 @@ func TestGuardLogsOncePerEpisode(t *testing.T) {
 	var logs logBuf
 	counts := map[string]int{}
 	g := New(slog.New(slog.NewTextHandler(&logs, nil)), func(where string) { counts[where]++ })
+	clock := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	g.now = func() time.Time { return clock }
 	for range 5 {
 		g.Hit("accept", syscall.EMFILE)
+		// A success between failures (a descriptor freed for a moment) does not end the episode.
+		clock = clock.Add(quietPeriod / 2)
+		g.Clear()
 	}
 	g.Hit("dial", syscall.EMFILE)
 	if !g.Exhausted() {
@@ -69,6 +74,11 @@ func TestGuardLogsOncePerEpisode(t *testing.T) {
 	if n := strings.Count(logs.String(), "level=WARN"); n != 1 {
 		t.Fatalf("%d WARN lines for one episode, want 1:\n%s", n, logs.String())
 	}
+	if strings.Contains(logs.String(), "level=INFO") {
+		t.Fatalf("episode ended between failures:\n%s", logs.String())
+	}
+	// Quiet for the whole period: the next success ends it.
+	clock = clock.Add(quietPeriod)
 	g.Clear()
 	g.Clear()
 	if g.Exhausted() || strings.Count(logs.String(), "level=INFO") != 1 {
@@ -98,6 +108,7 @@ func TestListenerAnswersWhenOutOfDescriptors(t *testing.T) {
 	}
 	var hits atomic.Int64
 	g := New(nil, func(string) { hits.Add(1) })
+	g.quiet = 0 // the first success ends the episode
 	const answer = "HTTP/1.1 503 Service Unavailable\r\nX-Scpgate-Reason: out_of_resources\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 	gl, err := g.Listener(ln, func(c net.Conn) {
 		_ = c.SetWriteDeadline(time.Now().Add(time.Second))
