@@ -233,17 +233,34 @@ func (f *front) readConnect(br *bufio.Reader, rec *recorder) (*http.Request, boo
 }
 
 // validHostHeaders reports whether the raw request head has at most one Host header field,
-// with a valid value.
+// with a valid value. It reads the fields as net/textproto does: a line that starts with a space
+// or a tab continues the field before it (obs-fold), joined with one space.
 func validHostHeaders(head []byte) bool {
-	hosts := 0
+	var hosts []string
+	current := -1 // index in hosts of the field being read, -1 when it is not a Host field
 	lines := strings.Split(string(head), "\n")
 	for _, line := range lines[1:] {
-		name, value, ok := strings.Cut(strings.TrimSuffix(line, "\r"), ":")
-		if !ok || !strings.EqualFold(strings.TrimSpace(name), "Host") {
+		line = strings.TrimSuffix(line, "\r")
+		if line == "" {
+			break // the end of the head
+		}
+		if line[0] == ' ' || line[0] == '\t' {
+			if current >= 0 {
+				hosts[current] += " " + strings.TrimSpace(line)
+			}
 			continue
 		}
-		hosts++
-		if hosts > 1 || !httpguts.ValidHostHeader(strings.TrimSpace(value)) {
+		current = -1
+		if name, value, ok := strings.Cut(line, ":"); ok && strings.EqualFold(name, "Host") {
+			hosts = append(hosts, strings.TrimSpace(value))
+			current = len(hosts) - 1
+		}
+	}
+	if len(hosts) > 1 {
+		return false
+	}
+	for _, h := range hosts {
+		if !httpguts.ValidHostHeader(h) {
 			return false
 		}
 	}

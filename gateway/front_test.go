@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"io"
 	"net"
@@ -177,6 +178,11 @@ func TestValidHostHeaders(t *testing.T) {
 		{"CONNECT a:443 HTTP/1.1\r\nHost: a b\r\n\r\n", false},
 		{"CONNECT a:443 HTTP/1.1\r\nHost: [::1\r\n\r\n", true}, // httpguts accepts it; net/http too
 		{"CONNECT a:443 HTTP/1.1\r\nX-Host: a b\r\n\r\n", true},
+		// obs-fold: net/textproto joins the continuation, and net/http sees Host "a b".
+		{"CONNECT a:443 HTTP/1.1\r\nHost: a\r\n b\r\n\r\n", false},
+		{"CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\tb\r\n\r\n", false},
+		{"CONNECT a:443 HTTP/1.1\r\nX-A: a\r\n b\r\nHost: a\r\n\r\n", true},
+		{"CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\nHost: b\r\n", true}, // after the head: body bytes
 	} {
 		if got := validHostHeaders([]byte(tc.head)); got != tc.want {
 			t.Errorf("validHostHeaders(%q) = %v, want %v", tc.head, got, tc.want)
@@ -270,4 +276,82 @@ func TestReplayConnKeepsTheHeadDeadline(t *testing.T) {
 			}
 		})
 	}
+}
+
+// netHTTPHandsIn reports whether net/http's server, given in as the first bytes of a
+// connection, calls its handler with a CONNECT, and with which request target.
+func netHTTPHandsIn(t *testing.T, in []byte, maxHeaderBytes int) (bool, string) {
+	t.Helper()
+	serverSide, clientSide := net.Pipe()
+	var (
+		called bool
+		target string
+	)
+	closed := make(chan struct{})
+	srv := &http.Server{
+		Handler: http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+			if !called && r.Method == http.MethodConnect {
+				called, target = true, r.RequestURI
+			}
+		}),
+		ReadHeaderTimeout: 10 * time.Second,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ConnState: func(_ net.Conn, s http.ConnState) {
+			if s == http.StateClosed || s == http.StateHijacked {
+				close(closed)
+			}
+		},
+	}
+	ln := newHandoffListener(&net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	served := make(chan struct{})
+	go func() { _ = srv.Serve(ln); close(served) }()
+	ln.give(serverSide)
+	go func() { _, _ = io.Copy(io.Discard, clientSide) }() // the server's answers
+	_, _ = clientSide.Write(in)
+	_ = clientSide.Close() // EOF after the input: a partial head ends here
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("net/http did not finish with %q", in)
+	}
+	_ = srv.Close()
+	<-served
+	return called, target
+}
+
+// FuzzFrontAgreesWithNetHTTP: the front serves a head only if net/http's server would have
+// handed the same head to the handler as a CONNECT to the same target, so the front can never
+// accept what net/http refuses (and clients never see two parsers disagree).
+func FuzzFrontAgreesWithNetHTTP(f *testing.F) {
+	for _, s := range []string{
+		"CONNECT a.example:443 HTTP/1.1\r\nHost: a.example:443\r\n\r\n\x16\x03\x01",
+		"CONNECT a.example:443 HTTP/1.0\r\n\r\n",
+		"CONNECT [::1]:443 HTTP/1.1\r\nProxy-Authorization: Basic dTpw\r\n\r\n",
+		"CONNECT a:443 HTTP/1.1\r\nHost: a\r\n b\r\n\r\n",
+		"CONNECT a:443 HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n",
+		"CONNECT a:443 HTTP/1.1\r\nHost : a\r\n\r\n",
+		"CONNECT a:443 HTTP/1.1\r\nX: \x01\r\n\r\n",
+		"CONNECT a:443 HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+		"CONNECT a:443 HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc",
+		"CONNECT a:443 HTTP/1.1\r\nExpect: 100-continue\r\n\r\n",
+		"CONNECT /path HTTP/1.1\r\n\r\n",
+		"CONNECT a:443 HTTP/3.0\r\n\r\n",
+		"CONNECT a:443 HTTP/1.1\nHost: a\n\n",
+		"CONNECT  a:443 HTTP/1.1\r\n\r\n",
+	} {
+		f.Add([]byte(s))
+	}
+	const maxHeaderBytes = 1024
+	f.Fuzz(func(t *testing.T, in []byte) {
+		rec := &recorder{src: bytes.NewReader(in), limit: maxHeaderBytes + 4096}
+		br := bufio.NewReaderSize(rec, frontReadSize)
+		req, ok := (&front{}).readConnect(br, rec)
+		if !ok {
+			return
+		}
+		called, target := netHTTPHandsIn(t, in, maxHeaderBytes)
+		if !called || target != req.RequestURI {
+			t.Fatalf("the front serves %q (target %q); net/http: handler called %v, target %q", in, req.RequestURI, called, target)
+		}
+	})
 }

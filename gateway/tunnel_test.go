@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scpgate/scpgate/gateway/fdguard"
 	"github.com/scpgate/scpgate/internal/testnet"
 )
 
@@ -133,6 +134,8 @@ func TestDialOutOfDescriptors(t *testing.T) {
 			defer logMu.Unlock()
 			return logs.Write(p)
 		}), nil))
+		// The first dial that works ends the episode (no quiet period to wait out).
+		o.FDs = fdguard.New(o.Logger, obs.OutOfResources).WithQuietPeriod(0)
 		var d net.Dialer
 		o.Dial = func(ctx context.Context, network, address string) (net.Conn, error) {
 			failing.Lock()

@@ -60,6 +60,15 @@ func New(logger *slog.Logger, count func(where string)) *Guard {
 	return &Guard{log: logger, count: count, now: time.Now, quiet: quietPeriod}
 }
 
+// WithQuietPeriod sets how long an episode must go without a failure before a success ends it
+// (default 2 s) and returns g; tests that end an episode at once use 0.
+func (g *Guard) WithQuietPeriod(d time.Duration) *Guard {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.quiet = d
+	return g
+}
+
 // Hit records that an operation (where) failed for lack of descriptors. The first hit of an
 // episode logs a WARN; later ones only count.
 func (g *Guard) Hit(where string, err error) {

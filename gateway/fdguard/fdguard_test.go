@@ -107,8 +107,7 @@ func TestListenerAnswersWhenOutOfDescriptors(t *testing.T) {
 		t.Fatal(err)
 	}
 	var hits atomic.Int64
-	g := New(nil, func(string) { hits.Add(1) })
-	g.quiet = 0 // the first success ends the episode
+	g := New(nil, func(string) { hits.Add(1) }).WithQuietPeriod(0) // the first success ends it
 	const answer = "HTTP/1.1 503 Service Unavailable\r\nX-Scpgate-Reason: out_of_resources\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 	gl, err := g.Listener(ln, func(c net.Conn) {
 		_ = c.SetWriteDeadline(time.Now().Add(time.Second))
