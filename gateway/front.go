@@ -118,6 +118,12 @@ func (f *front) track(c net.Conn) bool {
 	return true
 }
 
+func (f *front) stopped() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.closed
+}
+
 // headRead takes c off the list of connections whose head is being read.
 func (f *front) headRead(c net.Conn) {
 	f.mu.Lock()
@@ -164,8 +170,20 @@ func (f *front) serveConn(c net.Conn) {
 	// The head, and a TLS client's handshake before it, must be complete by headDeadline, here
 	// and in net/http if the connection goes there (replayConn).
 	headDeadline := time.Now().Add(f.g.opts.Timeouts.ReadHeader)
-	if tc, ok := c.(*tls.Conn); ok {
+	tc, isTLS := c.(*tls.Conn)
+	if isTLS {
 		_ = c.SetDeadline(headDeadline)
+	} else {
+		_ = c.SetReadDeadline(headDeadline)
+	}
+	// stop may have cut this head short before the deadline above replaced its own: look once
+	// more, after the deadline is set, so that every head is cut or sees the stop.
+	if f.stopped() {
+		f.headRead(c)
+		_ = c.Close()
+		return
+	}
+	if isTLS {
 		if err := tc.HandshakeContext(context.Background()); err != nil {
 			f.headRead(c)
 			f.log.Debug("TLS handshake failed", "client", c.RemoteAddr().String(), "err", err)
@@ -173,8 +191,6 @@ func (f *front) serveConn(c net.Conn) {
 			return
 		}
 		_ = c.SetWriteDeadline(time.Time{})
-	} else {
-		_ = c.SetReadDeadline(headDeadline)
 	}
 	req, ok := f.readConnect(br, rec)
 	f.headRead(c)
