@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/scpgate/scpgate/gateway/fdguard"
+	"github.com/scpgate/scpgate/internal/syncbuf"
 	"github.com/scpgate/scpgate/internal/testnet"
 )
 
@@ -122,18 +123,13 @@ func (o *countingObserver) OutOfResources(where string) {
 func TestDialOutOfDescriptors(t *testing.T) {
 	echo := bufferEcho(t)
 	port := portOf(t, echo)
-	var logs strings.Builder
-	var logMu sync.Mutex
+	var logs syncbuf.Buffer
 	obs := &countingObserver{counts: map[string]int{}}
 	var failing sync.Mutex
 	fail := true
 	tg := startGateway(t, groupPolicy(port, "CONNECT"), []string{"crl.microsoft.com"}, func(o *Options) {
 		o.Observer = obs
-		o.Logger = slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
-			logMu.Lock()
-			defer logMu.Unlock()
-			return logs.Write(p)
-		}), nil))
+		o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 		// The first dial that works ends the episode (no quiet period to wait out).
 		o.FDs = fdguard.New(o.Logger, obs.OutOfResources).WithQuietPeriod(0)
 		var d net.Dialer
@@ -166,9 +162,7 @@ func TestDialOutOfDescriptors(t *testing.T) {
 	obs.mu.Lock()
 	dials := obs.counts["dial"]
 	obs.mu.Unlock()
-	logMu.Lock()
 	warns := strings.Count(logs.String(), "level=WARN")
-	logMu.Unlock()
 	if dials != 3 || warns != 1 {
 		t.Fatalf("counted %d dial failures and logged %d WARN lines; want 3 and 1", dials, warns)
 	}
@@ -182,7 +176,3 @@ func TestDialOutOfDescriptors(t *testing.T) {
 		t.Fatal("the episode did not end after a dial worked")
 	}
 }
-
-type writerFunc func([]byte) (int, error)
-
-func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

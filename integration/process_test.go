@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/scpgate/scpgate/gateway/server"
+	"github.com/scpgate/scpgate/internal/syncbuf"
 )
 
 // buildScpgate builds cmd/scpgate from the module root into a temporary directory.
@@ -45,33 +45,15 @@ func buildCommand(t testing.TB, name string, flags ...string) string {
 	return bin
 }
 
-// lockedBuffer collects a child's output for the test to read.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // firstLine passes the first line written to it on line and keeps the rest.
 type firstLine struct {
-	lockedBuffer
+	syncbuf.Buffer
 	once sync.Once
 	line chan string
 }
 
 func (f *firstLine) Write(p []byte) (int, error) {
-	n, err := f.lockedBuffer.Write(p)
+	n, err := f.Buffer.Write(p)
 	if s := f.String(); strings.Contains(s, "\n") {
 		f.once.Do(func() { f.line <- s[:strings.IndexByte(s, '\n')] })
 	}
@@ -82,7 +64,7 @@ func (f *firstLine) Write(p []byte) (int, error) {
 type serveProcess struct {
 	cmd    *exec.Cmd
 	addrs  server.Addresses
-	stderr *lockedBuffer
+	stderr *syncbuf.Buffer
 	exited chan struct{} // closed once Wait returned; err is set by then
 	err    error
 }
@@ -126,7 +108,7 @@ audit:
 func runServe(t *testing.T, argv ...string) *serveProcess {
 	t.Helper()
 	stdout := &firstLine{line: make(chan string, 1)}
-	p := &serveProcess{stderr: &lockedBuffer{}, exited: make(chan struct{})}
+	p := &serveProcess{stderr: &syncbuf.Buffer{}, exited: make(chan struct{})}
 	p.cmd = exec.Command(argv[0], argv[1:]...)
 	p.cmd.Stdout, p.cmd.Stderr = stdout, p.stderr
 	if err := p.cmd.Start(); err != nil {

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scpgate/scpgate/internal/syncbuf"
 	"github.com/scpgate/scpgate/sim/cloudsim"
 )
 
@@ -19,7 +20,7 @@ import (
 type clientProc struct {
 	t      *testing.T
 	cmd    *exec.Cmd
-	stderr *lockedBuffer
+	stderr *syncbuf.Buffer
 	mu     sync.Mutex
 	lines  []string
 	more   chan struct{} // closed and replaced on every new line
@@ -38,7 +39,7 @@ func (s *scpEnv) startRunIn(prefix []string, args ...string) *clientProc {
 	full := append(append(append([]string(nil), prefix...), s.bin, "run"), args...)
 	cmd := exec.Command(full[0], full[1:]...)
 	cmd.Env = clientEnv()
-	p := &clientProc{t: s.t, cmd: cmd, stderr: &lockedBuffer{}, more: make(chan struct{}), exited: make(chan struct{})}
+	p := &clientProc{t: s.t, cmd: cmd, stderr: &syncbuf.Buffer{}, more: make(chan struct{}), exited: make(chan struct{})}
 	cmd.Stderr = p.stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/scpgate/scpgate/internal/syncbuf"
 )
 
 // Every start-up failure after the configuration is read ends the real binary with exit 1 and
@@ -54,7 +56,7 @@ func TestServeStartupFailures(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			cmd := exec.CommandContext(ctx, bin, "serve", "-config", cfgPath)
-			var stderr lockedBuffer
+			var stderr syncbuf.Buffer
 			cmd.Stderr = &stderr
 			err := cmd.Run()
 			var ee *exec.ExitError

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -14,36 +13,18 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/scpgate/scpgate/internal/syncbuf"
 	"github.com/scpgate/scpgate/sim/simworld"
 )
-
-// lockedBuffer is an io.Writer the command's log goroutines and the test can share.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // cloudsimRun is a running `scpgate cloudsim`: done is closed when it returned code.
 type cloudsimRun struct {
 	info   simworld.Info
-	stderr *lockedBuffer
+	stderr *syncbuf.Buffer
 	done   chan struct{}
 	code   int
 }
@@ -54,7 +35,7 @@ type cloudsimRun struct {
 func startCloudsim(t *testing.T, run func(stdout, stderr io.Writer) int) *cloudsimRun {
 	t.Helper()
 	pr, pw := io.Pipe()
-	r := &cloudsimRun{stderr: &lockedBuffer{}, done: make(chan struct{})}
+	r := &cloudsimRun{stderr: &syncbuf.Buffer{}, done: make(chan struct{})}
 	go func() {
 		r.code = run(pw, r.stderr)
 		pw.Close()
@@ -202,7 +183,7 @@ func TestCloudsimRefusesBadArguments(t *testing.T) {
 				}
 			}
 			var out strings.Builder
-			errb := &lockedBuffer{}
+			errb := &syncbuf.Buffer{}
 			code := runCloudsim(context.Background(), tt.args, &out, errb)
 			if code != exitUsage || out.Len() != 0 {
 				t.Fatalf("exit %d stdout %q, want exit 2 and no output:\n%s", code, out.String(), errb.String())

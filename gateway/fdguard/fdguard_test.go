@@ -3,7 +3,6 @@
 package fdguard
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -11,11 +10,12 @@ import (
 	"net"
 	"os"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/scpgate/scpgate/internal/syncbuf"
 )
 
 func TestIsExhausted(t *testing.T) {
@@ -37,26 +37,8 @@ func TestIsExhausted(t *testing.T) {
 	}
 }
 
-// logBuf is a concurrency-safe log destination.
-type logBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 func TestGuardLogsOncePerEpisode(t *testing.T) {
-	var logs logBuf
+	var logs syncbuf.Buffer
 	counts := map[string]int{}
 	g := New(slog.New(slog.NewTextHandler(&logs, nil)), func(where string) { counts[where]++ })
 	clock := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)

@@ -1,7 +1,6 @@
 package tlslisten
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -22,33 +21,16 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/scpgate/scpgate/gateway/filewatch"
+	"github.com/scpgate/scpgate/internal/syncbuf"
 	"github.com/scpgate/scpgate/sim/testca"
 )
 
 // waitFor bounds every wait on an event in these tests.
 const waitFor = 15 * time.Second
 
-// syncBuffer is an io.Writer for a slog handler that tests can read while the watcher logs.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func testLogger(t *testing.T) (*slog.Logger, *syncBuffer) {
+func testLogger(t *testing.T) (*slog.Logger, *syncbuf.Buffer) {
 	t.Helper()
-	buf := &syncBuffer{}
+	buf := &syncbuf.Buffer{}
 	return slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug})), buf
 }
 
@@ -148,7 +130,7 @@ type staticEnv struct {
 	m                 *Manager
 	addr              string
 	reloads           chan error
-	logs              *syncBuffer
+	logs              *syncbuf.Buffer
 	stop              func()
 }
 
