@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/net/http/httpguts"
+
+	"github.com/scpgate/scpgate/gateway/linger"
 )
 
 // The front reads the first request of every proxy connection itself, so that a CONNECT (all
@@ -213,7 +215,7 @@ func (f *front) serveConn(c net.Conn) {
 	// Every refusal says Connection: close: answer, then close without a reset.
 	_ = c.SetWriteDeadline(time.Now().Add(f.g.opts.Timeouts.ReadHeader))
 	_ = w.finish(req)
-	closeAfterAnswer(c)
+	linger.Close(c, lingerAfterRefusal)
 }
 
 // readConnect parses the head in br as a CONNECT that net/http's server would hand to the
@@ -281,17 +283,6 @@ func validHostHeaders(head []byte) bool {
 		}
 	}
 	return true
-}
-
-// closeAfterAnswer half-closes c, reads what the client still sends until it closes (bounded),
-// and closes it: closing with unread bytes would send a reset that can discard the answer.
-func closeAfterAnswer(c net.Conn) {
-	if cw, ok := c.(interface{ CloseWrite() error }); ok {
-		_ = cw.CloseWrite()
-	}
-	_ = c.SetReadDeadline(time.Now().Add(lingerAfterRefusal))
-	_, _ = io.Copy(io.Discard, io.LimitReader(c, 64<<10))
-	_ = c.Close()
 }
 
 // frontWriter is the http.ResponseWriter of a request the front serves. A refusal's head and

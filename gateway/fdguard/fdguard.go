@@ -10,7 +10,6 @@ package fdguard
 
 import (
 	"errors"
-	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -18,16 +17,14 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/scpgate/scpgate/gateway/linger"
 )
 
-const (
-	// lingerTimeout bounds how long an answered client may keep the reserve descriptor: the
-	// listener reads what it sent (its request) until it closes, so that the close does not
-	// turn into a TCP reset that discards the answer before the client reads it.
-	lingerTimeout = time.Second
-	// lingerDrainMax bounds the bytes read from an answered client.
-	lingerDrainMax = 64 << 10
-)
+// lingerTimeout bounds how long an answered client may keep the reserve descriptor: the
+// listener reads what it sent (its request) until it closes, so that the close does not turn
+// into a TCP reset that discards the answer before the client reads it (package linger).
+const lingerTimeout = time.Second
 
 // IsExhausted reports whether err says the process or the system has no file descriptor left.
 func IsExhausted(err error) bool {
@@ -228,10 +225,7 @@ func (l *listener) acceptOnReserve() (net.Conn, error) {
 // the client sent until it closes or lingerTimeout passes, in the background so that Accept
 // goes on. Its descriptor becomes the reserve again.
 func (l *listener) linger(c net.Conn) {
-	if cw, ok := c.(interface{ CloseWrite() error }); ok {
-		_ = cw.CloseWrite()
-	}
-	_ = c.SetReadDeadline(time.Now().Add(lingerTimeout))
+	linger.Start(c, lingerTimeout) // before c is published: Close's earlier deadline wins
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
@@ -244,8 +238,7 @@ func (l *listener) linger(c net.Conn) {
 	l.mu.Unlock()
 	go func() {
 		defer l.lingers.Done()
-		_, _ = io.Copy(io.Discard, io.LimitReader(c, lingerDrainMax))
-		_ = c.Close()
+		linger.Finish(c)
 		l.mu.Lock()
 		l.lingering = nil
 		if !l.closed && l.reserve == nil {

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/scpgate/scpgate/gateway/linger"
 	"github.com/scpgate/scpgate/policy"
 )
 
@@ -15,10 +16,8 @@ const (
 	// rejectWriteTimeout bounds writing the 429 (on the Accept goroutine).
 	rejectWriteTimeout = time.Second
 	// rejectLinger bounds reading what a rejected client had sent (its CONNECT request) before
-	// closing, so the close does not turn into a TCP reset.
+	// closing, so the close does not turn into a TCP reset (package linger).
 	rejectLinger = 2 * time.Second
-	// rejectDrainMax bounds the bytes read from a rejected client.
-	rejectDrainMax = 64 << 10
 	// maxLingering bounds concurrent lingering closes; beyond it a rejected connection gets
 	// the 429 and an immediate close, so a flood cannot pile up goroutines.
 	maxLingering = 64
@@ -88,11 +87,8 @@ func (ll *limitListener) reject(c net.Conn, reason policy.Reason) {
 		_ = c.Close()
 		return
 	}
-	if cw, ok := c.(interface{ CloseWrite() error }); ok {
-		_ = cw.CloseWrite() // FIN after the response: the client reads it, then EOF
-	}
-	// Set before c is registered, so a concurrent Close's earlier deadline always wins.
-	_ = c.SetReadDeadline(time.Now().Add(rejectLinger))
+	// Before c is registered, so a concurrent Close's earlier deadline always wins.
+	linger.Start(c, rejectLinger)
 	ll.mu.Lock()
 	if ll.closed || len(ll.lingering) >= ll.maxLingering {
 		ll.mu.Unlock()
@@ -105,8 +101,7 @@ func (ll *limitListener) reject(c net.Conn, reason policy.Reason) {
 
 	go func() {
 		defer ll.wg.Done()
-		_, _ = io.Copy(io.Discard, io.LimitReader(c, rejectDrainMax))
-		_ = c.Close()
+		linger.Finish(c)
 		ll.mu.Lock()
 		delete(ll.lingering, c)
 		ll.mu.Unlock()
