@@ -67,10 +67,8 @@ func (g *Gateway) resolve(ctx context.Context, host policy.Host) ([]netip.Addr, 
 	if host.IsAddr() {
 		return []netip.Addr{host.Addr}, nil
 	}
-	if c, ok := g.opts.Resolver.(interface {
-		LookupCached(string) ([]netip.Addr, bool)
-	}); ok {
-		if addrs, ok := c.LookupCached(host.Name); ok {
+	if g.cache != nil {
+		if addrs, ok := g.cache.LookupCached(host.Name); ok {
 			return addrs, nil
 		}
 	}

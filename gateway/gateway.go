@@ -38,6 +38,12 @@ type Resolver interface {
 	LookupNetIP(ctx context.Context, host string) ([]netip.Addr, error)
 }
 
+// cacheResolver is a Resolver that can answer from its cache alone (resolver.Resolver does):
+// a cached name then costs no context or timer for the DNS timeout.
+type cacheResolver interface {
+	LookupCached(host string) ([]netip.Addr, bool)
+}
+
 // AuditSink receives one record per decision and per finished connection.
 type AuditSink interface {
 	Write(audit.Record)
@@ -110,6 +116,8 @@ type Gateway struct {
 	bufs  sync.Pool
 	// fds notices running out of file descriptors: one WARN per episode, a count per failure.
 	fds *fdguard.Guard
+	// cache is opts.Resolver when it answers from its cache alone, else nil.
+	cache cacheResolver
 
 	// wait pauses a request (failed-login slowdown); tests replace it to observe the pauses.
 	wait func(ctx context.Context, d time.Duration)
@@ -153,6 +161,7 @@ func New(opts Options) (*Gateway, error) {
 	g.pipes = splice.NewPool(0, 0, func(err error) { g.fds.Hit("pipe", err) })
 	g.bufs.New = func() any { b := make([]byte, 32<<10); return &b }
 	g.policy.Store(opts.Policy)
+	g.cache, _ = opts.Resolver.(cacheResolver)
 	g.dial = opts.Dial
 	if g.dial == nil {
 		d := &net.Dialer{

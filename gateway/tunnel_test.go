@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"strings"
 	"sync"
@@ -174,5 +175,39 @@ func TestDialOutOfDescriptors(t *testing.T) {
 	echoOnce(t, c, br, "back again")
 	if tg.gw.fds.Exhausted() {
 		t.Fatal("the episode did not end after a dial worked")
+	}
+}
+
+// cachingResolver answers names in cached from its cache alone and counts full lookups.
+type cachingResolver struct {
+	mapResolver
+	cached map[string][]netip.Addr
+}
+
+func (c *cachingResolver) LookupCached(host string) ([]netip.Addr, bool) {
+	a, ok := c.cached[host]
+	return a, ok
+}
+
+// TestCachedNameSkipsLookup: a name the resolver has cached is dialled without a full lookup
+// (no DNS timeout context); an uncached one still goes through LookupNetIP.
+func TestCachedNameSkipsLookup(t *testing.T) {
+	echo := bufferEcho(t)
+	port := portOf(t, echo)
+	loop := []netip.Addr{netip.MustParseAddr("127.0.0.1")}
+	res := &cachingResolver{
+		mapResolver: mapResolver{answers: map[string][]netip.Addr{"ocsp.digicert.com": loop}},
+		cached:      map[string][]netip.Addr{"crl.microsoft.com": loop},
+	}
+	tg := startGateway(t, groupPolicy(port, "CONNECT"), nil, func(o *Options) { o.Resolver = res })
+	for _, name := range []string{"crl.microsoft.com", "ocsp.digicert.com"} {
+		c, br := connect(t, tg.addr, name+":"+port)
+		echoOnce(t, c, br, "hello "+name)
+		_ = c.Close()
+	}
+	res.mu.Lock()
+	defer res.mu.Unlock()
+	if res.lookups["crl.microsoft.com"] != 0 || res.lookups["ocsp.digicert.com"] != 1 {
+		t.Fatalf("full lookups %v; want none for the cached name, one for the other", res.lookups)
 	}
 }
