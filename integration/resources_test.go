@@ -108,12 +108,16 @@ groups:
 	if len(open) < 10 {
 		t.Fatalf("only %d tunnels before running out of %d files: more than 2 per tunnel", len(open), fdLimit)
 	}
-	// Every further CONNECT is answered the same way while the tunnels stay open.
+	// Every further CONNECT is answered the same way while the tunnels stay open (or gets a
+	// tunnel, if the gateway closed an idle pipe meanwhile).
+	refusals := 1
 	for range 5 {
 		if c, resp := tunnelOrRefusal(t, proxy, target); resp == nil {
 			open = append(open, c)
 		} else if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("X-Scpgate-Reason") != "out_of_resources" {
 			t.Fatalf("CONNECT while out of files: %s %q", resp.Status, resp.Header.Get("X-Scpgate-Reason"))
+		} else {
+			refusals++
 		}
 	}
 
@@ -147,7 +151,7 @@ groups:
 			total += v
 		}
 	}
-	if total < 6 {
-		t.Fatalf("scpgate_out_of_resources_total = %v, want at least the 6 refusals", total)
+	if total < float64(refusals) {
+		t.Fatalf("scpgate_out_of_resources_total = %v, want at least the %d refusals", total, refusals)
 	}
 }

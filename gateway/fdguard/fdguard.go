@@ -2,9 +2,9 @@
 //
 // Out of descriptors, accept(2) fails with EMFILE and leaves the connection in the backlog:
 // the client waits in silence while the accept loop spins. A Listener keeps one descriptor in
-// reserve; on EMFILE it frees it, accepts the waiting connection, answers it (503
-// out_of_resources, written by the caller's respond function), closes it without a reset and
-// takes the reserve again. A Guard turns every such failure (accept, dial, pipe) into one WARN per episode and a
+// reserve; on EMFILE it waits until a client is queued, frees the reserve, accepts that client,
+// answers it (503 out_of_resources, written by the caller's respond function), closes it
+// without a reset and takes the reserve again. A Guard turns every such failure (accept, dial, pipe) into one WARN per episode and a
 // count, and notices when descriptors are free again.
 package fdguard
 
@@ -121,6 +121,8 @@ type listener struct {
 	drained   chan struct{} // closed when lingering is closed and the reserve retaken
 	closed    bool
 	lingers   sync.WaitGroup
+
+	queuedWait func() // tests: called when Accept starts waiting for a queued client
 }
 
 // reserveError is the failure to take the reserve back while out of descriptors. It is a
@@ -154,21 +156,26 @@ func (l *listener) Accept() (net.Conn, error) {
 		if !IsExhausted(err) {
 			return nil, err
 		}
-		l.guard.Hit("accept", err)
-		c, err = l.acceptOnReserve()
+		// EMFILE does not mean a client is queued: the kernel takes the descriptor before it
+		// looks at the queue. The reserve is spent only once one is. Freed earlier, it could go
+		// to anything else in the process (a tunnel's dial) while no client is there, and the
+		// next client would wait unanswered in the backlog until a tunnel closed.
+		if err := l.waitQueued(); err != nil {
+			return nil, err
+		}
+		c, err = l.acceptOnReserve(err)
 		if c != nil || err != nil {
 			return c, err
 		}
 	}
 }
 
-// acceptOnReserve frees the reserve descriptor and accepts with it. EMFILE from accept4 does
-// not mean a client is waiting (the kernel takes the descriptor before it looks at the
-// queue), so this may wait for the next client. If the reserve can be taken again afterwards,
-// descriptors are free and the client is served (returned); if not, it is answered and closed
-// (nil, nil), and its descriptor becomes the reserve again. The lock covers only the reserve,
-// never the Accept, so a Close is not held up.
-func (l *listener) acceptOnReserve() (net.Conn, error) {
+// acceptOnReserve frees the reserve descriptor and accepts the queued client with it. If the
+// reserve can be taken again afterwards, descriptors are free and the client is served
+// (returned); if not, it is answered and closed (nil, nil), and its descriptor becomes the
+// reserve again. cause is the accept error that sent it here. The lock covers only the
+// reserve, never the Accept, so a Close is not held up.
+func (l *listener) acceptOnReserve(cause error) (net.Conn, error) {
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
@@ -190,6 +197,7 @@ func (l *listener) acceptOnReserve() (net.Conn, error) {
 			// Something else took the descriptor: the caller's accept loop backs off and
 			// retries.
 			l.mu.Unlock()
+			l.guard.Hit("accept", err)
 			return nil, reserveError{err}
 		}
 	}
@@ -210,12 +218,17 @@ func (l *listener) acceptOnReserve() (net.Conn, error) {
 	retaken := l.takeReserve() == nil
 	l.mu.Unlock()
 	if err != nil {
+		if IsExhausted(err) {
+			// Taken between the reserve's close and the accept: nobody answered.
+			l.guard.Hit("accept", err)
+		}
 		return nil, err
 	}
 	if retaken {
 		l.guard.Clear()
 		return c, nil
 	}
+	l.guard.Hit("accept", cause)
 	l.respond(c)
 	l.linger(c)
 	return nil, nil

@@ -80,10 +80,6 @@ func TestGuardLogsOncePerEpisode(t *testing.T) {
 // the whole 503 and then EOF (not a reset that would discard it), and that the listener serves
 // normally once descriptors are free.
 func TestListenerAnswersWhenOutOfDescriptors(t *testing.T) {
-	var old syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
-		t.Fatal(err)
-	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -110,31 +106,7 @@ func TestListenerAnswersWhenOutOfDescriptors(t *testing.T) {
 	if _, err := io.WriteString(client, "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n"); err != nil {
 		t.Fatal(err)
 	}
-	lim := old
-	lim.Cur = 256
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		t.Fatal(err)
-	}
-	defer syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old)
-	var filler []int
-	defer func() {
-		for _, fd := range filler {
-			_ = syscall.Close(fd)
-		}
-	}()
-	for {
-		fd, err := syscall.Open("/dev/null", syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
-		if err != nil {
-			if !IsExhausted(err) {
-				t.Fatal(err)
-			}
-			break
-		}
-		filler = append(filler, fd)
-		if len(filler) > 300 {
-			t.Fatal("the lowered limit did not take")
-		}
-	}
+	fill := exhaust(t)
 
 	accepted := make(chan error, 1)
 	go func() {
@@ -155,10 +127,7 @@ func TestListenerAnswersWhenOutOfDescriptors(t *testing.T) {
 	}
 
 	// Descriptors free again: the next client is accepted normally and the episode ends.
-	for _, fd := range filler {
-		_ = syscall.Close(fd)
-	}
-	filler = nil
+	fill.release()
 	c2, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
@@ -177,6 +146,141 @@ func TestListenerAnswersWhenOutOfDescriptors(t *testing.T) {
 	}
 }
 
+// TestReserveKeptUntilAClientIsQueued: out of descriptors with no client queued, Accept must
+// hold on to its reserve while it waits. Freed during the wait, the reserve went to whatever in
+// the process opened a descriptor next (here a plain open, in the gateway a tunnel's dial), and
+// the next client then waited in the backlog, unanswered, until a tunnel closed.
+func TestReserveKeptUntilAClientIsQueued(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hits atomic.Int64
+	g := New(nil, func(string) { hits.Add(1) }).WithQuietPeriod(0)
+	const answer = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+	gl, err := g.Listener(ln, func(c net.Conn) {
+		_ = c.SetWriteDeadline(time.Now().Add(time.Second))
+		_, _ = io.WriteString(c, answer)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gl.Close()
+	waiting := make(chan struct{}, 1)
+	gl.(*listener).queuedWait = func() {
+		select {
+		case waiting <- struct{}{}:
+		default:
+		}
+	}
+
+	fill := exhaust(t)
+
+	accepted := make(chan error, 1)
+	go func() {
+		c, err := gl.Accept()
+		if err == nil {
+			_ = c.Close()
+		}
+		accepted <- err
+	}()
+	select {
+	case <-waiting:
+	case err := <-accepted:
+		t.Fatalf("Accept returned %v with no client", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("Accept did not start waiting for a client")
+	}
+	// Nothing else may get a descriptor while Accept waits: the reserve is still held.
+	if fd, err := syscall.Open("/dev/null", syscall.O_RDONLY|syscall.O_CLOEXEC, 0); err == nil {
+		_ = syscall.Close(fd)
+		t.Fatal("a descriptor was free while Accept waited for a client: the reserve was spent on nobody")
+	} else if !IsExhausted(err) {
+		t.Fatal(err)
+	}
+	if hits.Load() != 0 {
+		t.Fatalf("%d hits before any client was refused", hits.Load())
+	}
+
+	// A client arrives (its socket takes the one descriptor freed for it) and is answered.
+	fill.freeOne()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	_ = client.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got, err := io.ReadAll(client)
+	if err != nil || string(got) != answer {
+		t.Fatalf("the client read %q, %v; want the 503, then EOF", got, err)
+	}
+	if hits.Load() != 1 {
+		t.Fatalf("%d hits for one refused client, want 1", hits.Load())
+	}
+
+	fill.release()
+	c2, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	select {
+	case err := <-accepted:
+		if err != nil {
+			t.Fatalf("Accept after recovery: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Accept did not return after descriptors were freed")
+	}
+}
+
+// TestCloseEndsTheWaitForAClient: Close of a listener whose Accept waits, out of descriptors,
+// for a client ends that Accept with net.ErrClosed.
+func TestCloseEndsTheWaitForAClient(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gl, err := New(nil, nil).Listener(ln, func(net.Conn) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waiting := make(chan struct{}, 1)
+	gl.(*listener).queuedWait = func() {
+		select {
+		case waiting <- struct{}{}:
+		default:
+		}
+	}
+	exhaust(t)
+	accepted := make(chan error, 1)
+	go func() {
+		c, err := gl.Accept()
+		if err == nil {
+			_ = c.Close()
+		}
+		accepted <- err
+	}()
+	select {
+	case <-waiting:
+	case err := <-accepted:
+		t.Fatalf("Accept returned %v with no client", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("Accept did not start waiting for a client")
+	}
+	if err := gl.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-accepted:
+		if !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("Accept after Close: %v, want net.ErrClosed", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Accept still waits after Close")
+	}
+}
+
 // TestReserveErrorIsTemporary: net/http's accept loop ends on any error that is not a temporary
 // net.Error, so failing to take the reserve back must be one.
 func TestReserveErrorIsTemporary(t *testing.T) {
@@ -188,4 +292,54 @@ func TestReserveErrorIsTemporary(t *testing.T) {
 	if !IsExhausted(err) {
 		t.Fatalf("IsExhausted(%v) = false", err)
 	}
+}
+
+// descriptors holds this test process's open-file limit lowered and filled.
+type descriptors struct{ fds []int }
+
+// exhaust lowers the process's open-file limit to 256 and opens /dev/null until none is left;
+// the limit and the descriptors are restored when the test ends (or earlier, by release).
+func exhaust(t *testing.T) *descriptors {
+	t.Helper()
+	var old syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
+		t.Fatal(err)
+	}
+	lim := old
+	lim.Cur = 256
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	d := &descriptors{}
+	t.Cleanup(func() {
+		d.release()
+		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old)
+	})
+	for {
+		fd, err := syscall.Open("/dev/null", syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+		if err != nil {
+			if !IsExhausted(err) {
+				t.Fatal(err)
+			}
+			return d
+		}
+		d.fds = append(d.fds, fd)
+		if len(d.fds) > 300 {
+			t.Fatal("the lowered limit did not take")
+		}
+	}
+}
+
+// freeOne closes one of the filling descriptors.
+func (d *descriptors) freeOne() {
+	_ = syscall.Close(d.fds[len(d.fds)-1])
+	d.fds = d.fds[:len(d.fds)-1]
+}
+
+// release closes all of them.
+func (d *descriptors) release() {
+	for _, fd := range d.fds {
+		_ = syscall.Close(fd)
+	}
+	d.fds = nil
 }
