@@ -2,16 +2,28 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
 	"text/tabwriter"
 
+	"github.com/scpgate/scpgate/internal/cmdline"
 	"github.com/scpgate/scpgate/scpclient/agent"
 	"github.com/scpgate/scpgate/scpclient/config"
 	"github.com/scpgate/scpgate/validate"
 )
+
+var connectivityHelp = cmdline.Help{
+	Synopsis: "scpclient check-connectivity [-config FILE]",
+	About: "ConfigMgr's \"Validate internet access\", once: SMS_SERVICE_CONNECTOR's endpoint connectivity\n" +
+		"check, the must-pass checks of 'scpgate validate' through the configured proxy, one per\n" +
+		"endpoint of connectivity_check.policy (default: the built-in endpoints.yaml). Prints a table\n" +
+		"of the endpoints and the outcome, and writes EndpointConnectivityCheckWorker.log. It takes\n" +
+		"the site's lock: while 'scpclient run' runs, use 'scpclient trigger SMS_SERVICE_CONNECTOR'.\n" +
+		"Exit 0 = 11410 (all passed), 1 = 11411 (warnings only), 2 = 11412 (a failure) or the check\n" +
+		"could not run (offline mode, no proxy.url, bad flags or configuration).",
+	Example: "scpclient check-connectivity -config /etc/scpclient/scpclient.yaml",
+}
 
 // cmdCheckConnectivity is "Validate internet access" run once: SMS_SERVICE_CONNECTOR's
 // endpoint connectivity check, written to EndpointConnectivityCheckWorker.log and shown as a
@@ -19,11 +31,13 @@ import (
 // not run).
 func cmdCheckConnectivity(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	const name = "check-connectivity"
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	cfgPath := fs.String("config", defaultConfig(), "configuration file")
-	if err := fs.Parse(args); err != nil {
-		return exitUsage
+	fs := cmdline.NewFlagSet(name, stderr)
+	cfgPath := configFlag(fs)
+	if code, ok := cmdline.Parse(fs, connectivityHelp, args, stdout, stderr); !ok {
+		return code
+	}
+	if fs.NArg() > 0 {
+		return strayArgument(stderr, fs, connectivityHelp)
 	}
 	cfg, err := config.Load(*cfgPath)
 	if err != nil {

@@ -8,18 +8,21 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/scpgate/scpgate/internal/cmdline"
 )
 
 // Exit codes.
 const (
-	exitOK    = 0
-	exitFail  = 1 // the operation ran and failed (a failed cycle, a refused import)
-	exitUsage = 2 // bad flags or configuration
+	exitOK    = cmdline.ExitOK
+	exitFail  = cmdline.ExitFail  // the operation ran and failed (a failed cycle, a refused import)
+	exitUsage = cmdline.ExitUsage // bad flags or configuration
 )
 
 const usage = `usage: scpclient <command> [flags]
@@ -33,7 +36,9 @@ commands:
   trigger             run one component's cycle now (Check for Updates, the connectivity check)
   tool                the service connection tool: -prepare, -connect, -import, -export
 
-Every command but tool takes -config FILE (default scpclient.yaml, or $SCPCLIENT_CONFIG).
+Every command but tool -connect reads -config FILE (default $SCPCLIENT_CONFIG, else scpclient.yaml).
+
+Run 'scpclient COMMAND -h' for a command's flags and an example.
 `
 
 func main() {
@@ -63,12 +68,25 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return cmdTrigger(ctx, args[1:], stdout, stderr)
 	case "tool":
 		return cmdTool(ctx, args[1:], stdout, stderr)
-	case "-h", "-help", "--help", "help":
-		fmt.Fprint(stdout, usage)
-		return exitOK
+	default:
+		if cmdline.IsHelp(args[0]) {
+			fmt.Fprint(stdout, usage)
+			return exitOK
+		}
+		fmt.Fprintf(stderr, "scpclient: unknown command %q\n\n%s", args[0], usage)
+		return exitUsage
 	}
-	fmt.Fprintf(stderr, "scpclient: unknown command %q\n%s", args[0], usage)
-	return exitUsage
+}
+
+// configFlag gives every command the same -config, whose default follows $SCPCLIENT_CONFIG.
+func configFlag(fs *flag.FlagSet) *string {
+	return fs.String("config", defaultConfig(), "configuration `FILE`; $SCPCLIENT_CONFIG sets the default")
+}
+
+// strayArgument refuses an argument the command does not take: `scpclient check
+// scpclient.yaml` (without -config) must not run on the default configuration instead.
+func strayArgument(stderr io.Writer, fs *flag.FlagSet, h cmdline.Help) int {
+	return cmdline.Usage(stderr, fs, h, "unexpected argument %q (a configuration file is given with -config FILE)", fs.Arg(0))
 }
 
 func defaultConfig() string {

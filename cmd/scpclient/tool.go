@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/url"
@@ -12,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/scpgate/scpgate/internal/cmdline"
 	"github.com/scpgate/scpgate/scpclient/agent"
 	"github.com/scpgate/scpgate/scpclient/cmtrace"
 	"github.com/scpgate/scpgate/scpclient/config"
@@ -22,12 +22,14 @@ import (
 	"github.com/scpgate/scpgate/scpclient/state"
 )
 
-const toolUsage = `usage: scpclient tool <verb> [flags]   (the service connection tool, offline mode)
+var toolHelp = cmdline.Help{
+	Synopsis: "scpclient tool -prepare|-connect|-import|-export [flags]",
+	About: `The service connection tool, for a site in offline mode. Give exactly one of:
 
   -prepare -usagedatadest FILE [-config FILE]
       on the SCP: write the usage data to FILE (name it *.scpusage.json)
-  -connect -usagedatasrc DIR|FILE -updatepackdest DIR -trustedcafile FILE -manifestkeyfile FILE
-           [-proxyserveruri URL -proxyusername NAME [-proxypasswordfile FILE]]
+  -connect -usagedatasrc DIR|FILE -updatepackdest DIR -manifestkeyfile FILE [-trustedcafile FILE]
+           [-proxyserveruri URL [-proxyusername NAME [-proxypasswordfile FILE]]]
            [-downloadall|-downloadhotfix|-downloadsiteversion]
       on a machine with internet access: upload the usage data, download update packs
       (default: the newest update that applies to each site version, no hotfixes); the proxy
@@ -36,33 +38,40 @@ const toolUsage = `usage: scpclient tool <verb> [flags]   (the service connectio
       on the SCP: verify this hierarchy's pack and place its payloads
   -export -dest FILE.csv [-config FILE]
       write the usage data as CSV for review
-`
+
+Its log, ServiceConnectionTool.log, is written next to the output (in log_dir for -import) and
+overwritten on every run. Exit 0 ok, 1 failed (a wrong combination of flags too), 2 a bad flag.`,
+	Example: `scpclient tool -prepare -usagedatadest /media/usb/UsageData-XYZ.scpusage.json -config /etc/scpclient/scpclient.yaml
+scpclient tool -connect -usagedatasrc /media/usb -updatepackdest /media/usb/UpdatePacks \
+    -proxyserveruri https://scpgate.corp.example:3129 -proxyusername scp -proxypasswordfile proxy-password \
+    -trustedcafile microsoft-roots.pem -manifestkeyfile manifest-key.pem
+scpclient tool -import -updatepacksrc /media/usb/UpdatePacks -config /etc/scpclient/scpclient.yaml
+scpclient tool -export -dest UsageData.csv -config /etc/scpclient/scpclient.yaml`,
+}
 
 func cmdTool(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("tool", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, toolUsage) }
-	prepare := fs.Bool("prepare", false, "")
-	connect := fs.Bool("connect", false, "")
-	imp := fs.Bool("import", false, "")
-	export := fs.Bool("export", false, "")
-	cfgPath := fs.String("config", defaultConfig(), "")
-	usageDest := fs.String("usagedatadest", "", "")
-	usageSrc := fs.String("usagedatasrc", "", "")
-	packDest := fs.String("updatepackdest", "", "")
-	packSrc := fs.String("updatepacksrc", "", "")
-	dest := fs.String("dest", "", "")
-	proxyURI := fs.String("proxyserveruri", "", "")
-	proxyUser := fs.String("proxyusername", "", "")
-	proxyPwFile := fs.String("proxypasswordfile", "", "")
-	caFile := fs.String("trustedcafile", "", "")
-	keyFile := fs.String("manifestkeyfile", "", "")
-	fwlink := fs.String("fwlink", config.DefaultFwlink, "")
-	all := fs.Bool("downloadall", false, "")
-	hotfix := fs.Bool("downloadhotfix", false, "")
-	siteVersion := fs.Bool("downloadsiteversion", false, "")
-	if err := fs.Parse(args); err != nil {
-		return exitUsage
+	fs := cmdline.NewFlagSet("tool", stderr)
+	prepare := fs.Bool("prepare", false, "on the SCP: write the usage data to -usagedatadest")
+	connect := fs.Bool("connect", false, "with internet access: upload the usage data in -usagedatasrc, download update packs to -updatepackdest")
+	imp := fs.Bool("import", false, "on the SCP: verify this hierarchy's pack in -updatepacksrc and place its payloads")
+	export := fs.Bool("export", false, "write the usage data as CSV to -dest for review")
+	cfgPath := configFlag(fs)
+	usageDest := fs.String("usagedatadest", "", "-prepare: the usage data `FILE` to write (name it *.scpusage.json)")
+	usageSrc := fs.String("usagedatasrc", "", "-connect: the usage data to upload: a `PATH` to one *.scpusage.json file or to a folder of them")
+	packDest := fs.String("updatepackdest", "", "-connect: the `DIR` to write update packs to")
+	packSrc := fs.String("updatepacksrc", "", "-import: the `DIR` -connect wrote, or this hierarchy's pack folder in it")
+	dest := fs.String("dest", "", "-export: the CSV `FILE` to write")
+	proxyURI := fs.String("proxyserveruri", "", "-connect: the proxy `URL`, http(s)://HOST[:PORT] or HOST[:PORT] (port 80 by default); none: direct")
+	proxyUser := fs.String("proxyusername", "", "-connect: the proxy user `NAME` (needs -proxyserveruri)")
+	proxyPwFile := fs.String("proxypasswordfile", "", "-connect: `FILE` whose first line is the proxy password (default: $"+config.DefaultPasswordEnv+")")
+	caFile := fs.String("trustedcafile", "", "-connect: PEM CA bundle `FILE` for the cloud's certificates and an https:// proxy's (default: the system roots)")
+	keyFile := fs.String("manifestkeyfile", "", "-connect: the `FILE` with the key the update manifest must be signed with (PEM PUBLIC KEY, Ed25519)")
+	fwlink := fs.String("fwlink", config.DefaultFwlink, "-connect: the `URL` where the update check starts")
+	all := fs.Bool("downloadall", false, "-connect: download every update and hotfix")
+	hotfix := fs.Bool("downloadhotfix", false, "-connect: download every hotfix")
+	siteVersion := fs.Bool("downloadsiteversion", false, "-connect: download the updates and hotfixes newer than the site version")
+	if code, ok := cmdline.Parse(fs, toolHelp, args, stdout, stderr); !ok {
+		return code
 	}
 	if fs.NArg() != 0 {
 		return toolFail(stderr, fmt.Errorf("unexpected argument %q", fs.Arg(0)))

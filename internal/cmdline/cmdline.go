@@ -1,6 +1,7 @@
-// Package cmdline gives every command and subcommand of scpgate and scpsim the same help: -h,
-// -help and --help print what the command does, its flags and an example on standard output and
-// exit 0; a usage error prints the problem and the same help on standard error and exits 2.
+// Package cmdline gives every command and subcommand of scpgate, scpsim and scpclient the same
+// help: -h, -help and --help print what the command does, its flags and an example on standard
+// output and exit 0; a usage error prints the problem and the same help on standard error and
+// exits 2.
 package cmdline
 
 import (
