@@ -166,31 +166,9 @@ func TestReserveKeptUntilAClientIsQueued(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer gl.Close()
-	waiting := make(chan struct{}, 1)
-	gl.(*listener).queuedWait = func() {
-		select {
-		case waiting <- struct{}{}:
-		default:
-		}
-	}
 
 	fill := exhaust(t)
-
-	accepted := make(chan error, 1)
-	go func() {
-		c, err := gl.Accept()
-		if err == nil {
-			_ = c.Close()
-		}
-		accepted <- err
-	}()
-	select {
-	case <-waiting:
-	case err := <-accepted:
-		t.Fatalf("Accept returned %v with no client", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("Accept did not start waiting for a client")
-	}
+	accepted := acceptUntilWaiting(t, gl)
 	// Nothing else may get a descriptor while Accept waits: the reserve is still held.
 	if fd, err := syscall.Open("/dev/null", syscall.O_RDONLY|syscall.O_CLOEXEC, 0); err == nil {
 		_ = syscall.Close(fd)
@@ -245,29 +223,8 @@ func TestCloseEndsTheWaitForAClient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waiting := make(chan struct{}, 1)
-	gl.(*listener).queuedWait = func() {
-		select {
-		case waiting <- struct{}{}:
-		default:
-		}
-	}
 	exhaust(t)
-	accepted := make(chan error, 1)
-	go func() {
-		c, err := gl.Accept()
-		if err == nil {
-			_ = c.Close()
-		}
-		accepted <- err
-	}()
-	select {
-	case <-waiting:
-	case err := <-accepted:
-		t.Fatalf("Accept returned %v with no client", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("Accept did not start waiting for a client")
-	}
+	accepted := acceptUntilWaiting(t, gl)
 	if err := gl.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -342,4 +299,34 @@ func (d *descriptors) release() {
 		_ = syscall.Close(fd)
 	}
 	d.fds = nil
+}
+
+// acceptUntilWaiting calls gl.Accept on another goroutine and returns once it waits for a
+// queued client (out of descriptors); the channel gets Accept's error (nil if it returned a
+// connection, which it closes).
+func acceptUntilWaiting(t *testing.T, gl net.Listener) <-chan error {
+	t.Helper()
+	waiting := make(chan struct{}, 1)
+	gl.(*listener).queuedWait = func() {
+		select {
+		case waiting <- struct{}{}:
+		default:
+		}
+	}
+	accepted := make(chan error, 1)
+	go func() {
+		c, err := gl.Accept()
+		if err == nil {
+			_ = c.Close()
+		}
+		accepted <- err
+	}()
+	select {
+	case <-waiting:
+	case err := <-accepted:
+		t.Fatalf("Accept returned %v with no client", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("Accept did not start waiting for a client")
+	}
+	return accepted
 }
