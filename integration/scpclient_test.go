@@ -82,6 +82,7 @@ type clientConf struct {
 	// connectivity is the connectivity_check block; "" turns its schedule off, so that the
 	// tests that count the cloud's requests see only the downloader's and the uploader's.
 	connectivity string
+	extra        string // more top-level YAML keys
 }
 
 // writeConfig writes an scpclient.yaml into its data folder's parent and returns its path.
@@ -119,7 +120,7 @@ data_dir: %s
 	if c.connectivity == "" {
 		c.connectivity = "connectivity_check:\n  interval: 0s\n"
 	}
-	text += c.connectivity
+	text += c.connectivity + c.extra
 	if c.proxyURL != "" {
 		text += "proxy:\n  url: " + c.proxyURL + "\n"
 		if c.user != "" {
@@ -346,6 +347,35 @@ func TestSCPClientResumeAfterReset(t *testing.T) {
 	}
 	msgs := logLines(t, filepath.Join(dataDir, "Logs", "dmpdownloader.log"), "SMS_DMP_DOWNLOADER")
 	inOrder(t, msgs, "WARNING: Failed to download easy setup payload with exception:", "WARNING: Retry in the next polling cycle", "Resume downloading ")
+}
+
+// TestSCPClientResumeAfterStall: the CDN stops sending in the middle of a payload without
+// closing; after transfer_idle_timeout the client gives up on that transfer, and the next
+// attempt asks for the rest with Range and the file ends verified.
+func TestSCPClientResumeAfterStall(t *testing.T) {
+	s := newSCPEnv(t)
+	if err := s.sw.Cloud.SetFault(cloudsim.HostCDN, "/release/", cloudsim.Fault{Kind: cloudsim.FaultSlow, AfterBytes: 100 << 10, Count: 1}); err != nil {
+		t.Fatal(err)
+	}
+	dataDir := filepath.Join(t.TempDir(), "data")
+	cfg := s.writeConfig(clientConf{proxyURL: "http://" + s.gw.addrs.Proxy[0], user: "alice", dataDir: dataDir, extra: "transfer_idle_timeout: 1s\n"})
+	r := s.scpclient("check", "-config", cfg, "-no-upload")
+	if r.exit != 0 {
+		t.Fatalf("check exit %d: %s", r.exit, r.stderr)
+	}
+	if strings.Count(r.stderr, "no data for 1s") != 1 {
+		t.Fatalf("stderr does not say the transfer stalled for transfer_idle_timeout:\n%s", r.stderr)
+	}
+	s.checkPlaced(dataDir)
+	var ranged []cloudsim.RequestRecord
+	for _, rec := range s.sw.Cloud.Requests() {
+		if strings.HasPrefix(rec.Path, "/release/") && rec.Range != "" {
+			ranged = append(ranged, rec)
+		}
+	}
+	if len(ranged) != 1 || ranged[0].Status != 206 {
+		t.Fatalf("range requests %+v, want one answered 206", ranged)
+	}
 }
 
 // TestSCPClientCorruptPayload: a payload corrupted on the way is never placed, the failure is

@@ -197,7 +197,8 @@ func (s *Site) Downloader(cfg *config.Config, lg *cmtrace.Log) (*downloader.Down
 		Fwlink: cfg.Fwlink, InstalledVersion: cfg.Version(), HierarchyID: cfg.HierarchyID, Ring: cfg.Ring,
 		Hotfixes: cfg.Hotfixes(), PayloadDir: cfg.PayloadDir,
 		OutboxDir: filepath.Join(cfg.DataDir, "outbox", "hman.box", "CFD"),
-		Interval:  cfg.CheckInterval, Fetch: fetch.Options{Progress: s.opts.Progress}, Now: s.opts.Now,
+		Interval:  cfg.CheckInterval, Now: s.opts.Now,
+		Fetch: fetch.Options{Progress: s.opts.Progress, IdleTimeout: cfg.TransferIdleTimeout},
 	}), nil
 }
 

@@ -43,6 +43,9 @@ const (
 	DefaultCheckInterval  = 24 * time.Hour
 	DefaultUploadInterval = 7 * 24 * time.Hour
 	DefaultRetryBackoff   = time.Minute
+	// DefaultTransferIdleTimeout abandons a download that receives nothing for this long (it
+	// resumes from where it stopped on the next try).
+	DefaultTransferIdleTimeout = 2 * time.Minute
 	// DefaultFwlink is where the update check starts (go.microsoft.com).
 	DefaultFwlink = "https://go.microsoft.com/fwlink/?LinkId=2008245"
 	// DefaultConnectivityInterval is how often the endpoint connectivity check runs.
@@ -87,6 +90,9 @@ type Config struct {
 	// RetryBackoff is the first wait after a failed cycle; it doubles (with jitter) up to the
 	// interval.
 	RetryBackoff time.Duration `yaml:"retry_backoff"`
+	// TransferIdleTimeout abandons a payload download that receives nothing for this long; the
+	// next try resumes it with a Range request.
+	TransferIdleTimeout time.Duration `yaml:"transfer_idle_timeout"`
 
 	DataDir    string `yaml:"data_dir"`
 	PayloadDir string `yaml:"payload_dir"`
@@ -222,6 +228,9 @@ func (c *Config) defaults(dir string) {
 	if c.RetryBackoff == 0 {
 		c.RetryBackoff = DefaultRetryBackoff
 	}
+	if c.TransferIdleTimeout == 0 {
+		c.TransferIdleTimeout = DefaultTransferIdleTimeout
+	}
 	if c.Proxy.PasswordEnv == "" && c.Proxy.PasswordFile == "" {
 		c.Proxy.PasswordEnv = DefaultPasswordEnv
 	}
@@ -307,7 +316,8 @@ func (c *Config) Validate() error {
 		key string
 		v   time.Duration
 		min time.Duration
-	}{{"check_interval", c.CheckInterval, time.Second}, {"upload_interval", c.UploadInterval, time.Second}, {"retry_backoff", c.RetryBackoff, time.Millisecond}} {
+	}{{"check_interval", c.CheckInterval, time.Second}, {"upload_interval", c.UploadInterval, time.Second}, {"retry_backoff", c.RetryBackoff, time.Millisecond},
+		{"transfer_idle_timeout", c.TransferIdleTimeout, time.Second}} {
 		if d.v < d.min {
 			bad(d.key, "%s: must be at least %s", d.v, d.min)
 		}

@@ -44,6 +44,9 @@ func TestParse(t *testing.T) {
 		{"user without proxy", "proxy:\n  user: alice\n", "proxy.url is empty"},
 		{"located", "site_role: secondary\n", "site_role: \"secondary\": the service connection point"},
 		{"tiny interval", "check_interval: 1ms\n", "check_interval"},
+		{"transfer idle timeout", "transfer_idle_timeout: 10m\n", ""},
+		{"tiny transfer idle timeout", "transfer_idle_timeout: 100ms\n", "transfer_idle_timeout: 100ms: must be at least 1s"},
+		{"negative transfer idle timeout", "transfer_idle_timeout: -1m\n", "transfer_idle_timeout"},
 		{"bad ring", "ring: a&b\n", "ring"},
 		{"connectivity off", "connectivity_check:\n  interval: 0s\n", ""},
 		{"connectivity weekly", "connectivity_check:\n  interval: 168h\n  groups: [core]\n  samples:\n    \"*.manage.microsoft.com\": [a.manage.microsoft.com]\n", ""},
@@ -98,7 +101,8 @@ func TestDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.Mode != ModeOnline || c.UsageLevel != LevelEnhanced || c.CheckInterval != 24*time.Hour ||
-		c.UploadInterval != 7*24*time.Hour || !c.Hotfixes() || c.Fwlink != DefaultFwlink {
+		c.UploadInterval != 7*24*time.Hour || !c.Hotfixes() || c.Fwlink != DefaultFwlink ||
+		c.TransferIdleTimeout != 2*time.Minute {
 		t.Fatalf("defaults: %+v", c)
 	}
 	if c.DataDir != filepath.Join(dir, "data") || c.PayloadDir != filepath.Join(dir, "data", PayloadFolderName) || c.LogDir != filepath.Join(dir, "data", "Logs") {

@@ -207,7 +207,8 @@ func Payload(ctx context.Context, c Doer, u manifest.Update, dir string, o Optio
 	body := &idleReader{r: io.LimitReader(res.Body, u.Size-offset+1), t: idle, d: o.IdleTimeout}
 	n, err := io.CopyBuffer(w, body, make([]byte, bufSize))
 	if err != nil {
-		if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+		// net/http may already return the cause itself; say it once.
+		if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) && !errors.Is(err, cause) {
 			err = fmt.Errorf("%w (%v)", err, cause)
 		}
 		_ = f.Sync()

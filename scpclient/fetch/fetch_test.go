@@ -147,6 +147,35 @@ func TestHashMismatchPlacesNothing(t *testing.T) {
 	}
 }
 
+// TestStalledTransferIsAbandoned: a server that stops sending mid-body without closing is given
+// up on after IdleTimeout, the error says so once, and what arrived stays for the resume.
+func TestStalledTransferIsAbandoned(t *testing.T) {
+	data := []byte(strings.Repeat("payload ", 4096))
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", itoa(int64(len(data))))
+		w.Header().Set("ETag", etagOf(data))
+		_, _ = w.Write(data[:1000])
+		w.(http.Flusher).Flush()
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer srv.Close()
+	defer close(release)
+	dir := t.TempDir()
+	u := update(srv.URL, data)
+	_, err := Payload(context.Background(), srv.Client(), u, dir, Options{IdleTimeout: 200 * time.Millisecond})
+	if err == nil || strings.Count(err.Error(), "no data for 200ms") != 1 || !strings.Contains(err.Error(), "after 1000 bytes") {
+		t.Fatalf("err %v, want one \"no data for 200ms\" after 1000 bytes", err)
+	}
+	part, perr := os.ReadFile(filepath.Join(dir, guid, "."+guid+".cab.partial"))
+	if perr != nil || !bytes.Equal(part, data[:1000]) {
+		t.Fatalf("partial file: %d bytes, %v; want the 1000 received", len(part), perr)
+	}
+}
+
 func TestAlreadyLocalIsNotDownloaded(t *testing.T) {
 	data := []byte("small payload")
 	o := &origin{data: data}
