@@ -4,8 +4,8 @@
 // the client waits in silence while the accept loop spins. A Listener keeps one descriptor in
 // reserve; on EMFILE it waits until a client is queued, frees the reserve, accepts that client,
 // answers it (503 out_of_resources, written by the caller's respond function), closes it
-// without a reset and takes the reserve again. A Guard turns every such failure (accept, dial, pipe) into one WARN per episode and a
-// count, and notices when descriptors are free again.
+// without a reset and takes the reserve again. A Guard turns every such failure (accept, dial,
+// pipe) into one WARN per episode and a count, and notices when descriptors are free again.
 package fdguard
 
 import (
@@ -160,8 +160,8 @@ func (l *listener) Accept() (net.Conn, error) {
 		// looks at the queue. The reserve is spent only once one is. Freed earlier, it could go
 		// to anything else in the process (a tunnel's dial) while no client is there, and the
 		// next client would wait unanswered in the backlog until a tunnel closed.
-		if err := l.waitQueued(); err != nil {
-			return nil, err
+		if werr := l.waitQueued(); werr != nil {
+			return nil, werr
 		}
 		c, err = l.acceptOnReserve(err)
 		if c != nil || err != nil {
