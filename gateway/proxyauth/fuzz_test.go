@@ -52,7 +52,7 @@ func FuzzParseHtpasswd(f *testing.F) {
 				t.Fatalf("error %T %v", err, err)
 			}
 			for _, e := range l {
-				if e.Line < 1 || !strings.HasPrefix(e.Error(), "f: line ") {
+				if e.Line < 1 || e.Col < 1 || !strings.HasPrefix(e.Error(), "f: line ") {
 					t.Fatalf("error without file:line: %q", e.Error())
 				}
 			}

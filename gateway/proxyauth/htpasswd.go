@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"unicode"
 
 	"golang.org/x/crypto/bcrypt"
 
@@ -34,6 +35,7 @@ type Store struct {
 type Error struct {
 	File string
 	Line int
+	Col  int // 1-based byte column: the user name, or the hash for a problem with the hash
 	Msg  string
 }
 
@@ -69,36 +71,39 @@ func ParseHtpasswd(name string, data []byte) (*Store, error) {
 	firstLine := map[string]int{}
 	costs := map[int]int{}
 	var errs ErrorList
-	bad := func(line int, format string, args ...any) {
-		errs = append(errs, &Error{File: name, Line: line, Msg: fmt.Sprintf(format, args...)})
+	bad := func(line, col int, format string, args ...any) {
+		errs = append(errs, &Error{File: name, Line: line, Col: col, Msg: fmt.Sprintf(format, args...)})
 	}
 	for i, raw := range bytes.Split(data, []byte("\n")) {
 		n := i + 1
-		line := strings.TrimSpace(string(raw))
+		untrimmed := string(raw)
+		line := strings.TrimSpace(untrimmed)
 		if line == "" || line[0] == '#' {
 			continue
 		}
+		userCol := len(untrimmed) - len(strings.TrimLeftFunc(untrimmed, unicode.IsSpace)) + 1
 		user, hash, ok := strings.Cut(line, ":")
 		if !ok {
-			bad(n, `no ":" between user and password hash`)
+			bad(n, userCol, `no ":" between user and password hash`)
 			continue
 		}
+		hashCol := userCol + len(user) + 1
 		if err := checkUser(user); err != nil {
-			bad(n, "%v", err)
+			bad(n, userCol, "%v", err)
 			continue
 		}
 		if prev, dup := firstLine[user]; dup {
-			bad(n, "user %q is already defined on line %d", user, prev)
+			bad(n, userCol, "user %q is already defined on line %d", user, prev)
 			continue
 		}
 		firstLine[user] = n
 		kind, cost, err := classify(hash)
 		if kind != "" {
-			bad(n, "user %q uses %s; scpgate accepts only bcrypt: htpasswd -B %s %s", user, kind, name, user)
+			bad(n, hashCol, "user %q uses %s; scpgate accepts only bcrypt: htpasswd -B %s %s", user, kind, name, user)
 			continue
 		}
 		if err != nil {
-			bad(n, "user %q: malformed bcrypt hash: %v", user, err)
+			bad(n, hashCol, "user %q: malformed bcrypt hash: %v", user, err)
 			continue
 		}
 		s.users[user] = []byte(hash)

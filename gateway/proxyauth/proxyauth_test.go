@@ -118,8 +118,33 @@ func TestParseHtpasswdRefusesOtherKinds(t *testing.T) {
 			t.Errorf("%q:\n got %v\nwant %s...", tc.line, err, want)
 		}
 		var list ErrorList
-		if !errors.As(err, &list) || len(list) != 1 || list[0].Line != 3 || list[0].File != "users.htpasswd" {
+		if !errors.As(err, &list) || len(list) != 1 || list[0].Line != 3 || list[0].Col != 3 || list[0].File != "users.htpasswd" {
 			t.Errorf("%q: error list %#v", tc.line, list)
+		}
+	}
+}
+
+// TestParseHtpasswdColumns: a problem points at the user name, or at the hash when the hash is
+// the problem, counting leading blanks, so `scpgate check` prints file:line:col an editor opens.
+func TestParseHtpasswdColumns(t *testing.T) {
+	good := hash(t, "x", "$2y$")
+	tests := []struct {
+		data      string
+		line, col int
+	}{
+		{"nocolon", 1, 1},
+		{"  nocolon", 1, 3},
+		{":" + good, 1, 1},
+		{"alice:{SHA}qUqP5cyxm6YcTAhz05Hph5gvu9M=", 1, 7},
+		{"\talice:hunter2", 1, 8},
+		{"a:" + good + "\n\n   a:" + good, 3, 4},
+		{"bob:" + good[:59], 1, 5},
+	}
+	for _, tc := range tests {
+		_, err := ParseHtpasswd("f", []byte(tc.data))
+		var list ErrorList
+		if !errors.As(err, &list) || len(list) != 1 || list[0].Line != tc.line || list[0].Col != tc.col {
+			t.Errorf("%q: %v; want one problem at line %d, column %d (got %+v)", tc.data, err, tc.line, tc.col, list)
 		}
 	}
 }

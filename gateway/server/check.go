@@ -62,7 +62,7 @@ func checkUsers(cfg Config, pos *yamlpos.Positions) yamlpos.List {
 	if errors.As(err, &list) {
 		out := make(yamlpos.List, 0, len(list))
 		for _, e := range list {
-			out = append(out, &yamlpos.Error{File: e.File, Line: e.Line, Col: 1, Msg: e.Msg})
+			out = append(out, &yamlpos.Error{File: e.File, Line: e.Line, Col: max(e.Col, 1), Msg: e.Msg})
 		}
 		return out
 	}

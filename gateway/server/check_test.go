@@ -83,7 +83,7 @@ func TestCheck(t *testing.T) {
 		{"missing htpasswd", "", func(d *checkDir) { os.Remove(filepath.Join(d.dir, "users.htpasswd")) },
 			[]string{"FILE/gateway.yaml:9:13: auth.htpasswd: open FILE/users.htpasswd: no such file or directory (create it with `scpgate passwd -file FILE/users.htpasswd USER`)"}},
 		{"bad htpasswd line", "", func(d *checkDir) { d.write("users.htpasswd", "scp:{SHA}abc\n") },
-			[]string{"FILE/users.htpasswd:1:1: "}},
+			[]string{"FILE/users.htpasswd:1:5: user \"scp\" uses SHA-1"}},
 		{"missing certificate and key", "", func(d *checkDir) {
 			os.Remove(filepath.Join(d.dir, "gw.crt"))
 			os.Remove(filepath.Join(d.dir, "gw.key"))
