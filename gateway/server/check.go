@@ -85,6 +85,10 @@ func checkTLS(cfg Config, pos *yamlpos.Positions) yamlpos.List {
 				out = append(out, pos.Errorf("tls", "%s", msg))
 				continue
 			}
+			if key == "acme" {
+				out = append(out, acmeError(pos, rest))
+				continue
+			}
 			hint := ""
 			if key == "cert_file" || key == "key_file" {
 				hint = " (put the PEM file there, or correct the path)"
@@ -99,6 +103,23 @@ func checkTLS(cfg Config, pos *yamlpos.Positions) yamlpos.List {
 		}
 	}
 	return out
+}
+
+// acmeError places an ACME settings problem ("email is empty", "domain \"x\" is listed
+// twice") at the sub-key it names, or at tls.acme when the file leaves that key out; the
+// message stays "tls.acme: ...", since it names the sub-key itself.
+func acmeError(pos *yamlpos.Positions, msg string) *yamlpos.Error {
+	key := "tls.acme"
+	word, _, _ := strings.Cut(msg, " ")
+	switch word {
+	case "directory_url", "email", "domains", "storage_dir", "trusted_roots_file":
+		key += "." + word
+	case "domain":
+		key += ".domains"
+	}
+	e := pos.Errorf(key, "%s", msg)
+	e.Msg = "tls.acme: " + msg
+	return e
 }
 
 // checkAudit checks that the audit log can be opened without creating anything: its folder

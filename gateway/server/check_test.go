@@ -102,9 +102,18 @@ func TestCheck(t *testing.T) {
 			[]string{"FILE/gateway.yaml:11:9: audit.path: the folder FILE/log does not exist"}},
 		{"incomplete ACME settings", strings.Replace(checkConfig, "  cert_file: gw.crt\n  key_file: gw.key\n", "  acme:\n    domains: [gw.test]\n", 1), nil,
 			[]string{
-				"FILE/gateway.yaml:5:5: tls.acme: directory_url is empty",
-				"FILE/gateway.yaml:5:5: tls.acme: email is empty",
-				"FILE/gateway.yaml:5:5: tls.acme: storage_dir is empty",
+				"FILE/gateway.yaml:4:3: tls.acme: directory_url is empty",
+				"FILE/gateway.yaml:4:3: tls.acme: email is empty",
+				"FILE/gateway.yaml:4:3: tls.acme: storage_dir is empty",
+			}},
+		// A sub-key that is there but wrong is pointed at; one left out, at "acme:".
+		{"wrong ACME settings", strings.Replace(checkConfig, "  cert_file: gw.crt\n  key_file: gw.key\n",
+			"  acme:\n    directory_url: http://acme.test/dir\n    email: not an address\n    domains: [gw.test, \"*.gw.test\"]\n", 1), nil,
+			[]string{
+				`FILE/gateway.yaml:5:20: tls.acme: directory_url "http://acme.test/dir" must be an https:// URL`,
+				`FILE/gateway.yaml:6:12: tls.acme: email "not an address" is not a plain address`,
+				`FILE/gateway.yaml:7:14: tls.acme: domain "*.gw.test": wildcards need the DNS-01 challenge`,
+				"FILE/gateway.yaml:4:3: tls.acme: storage_dir is empty",
 			}},
 		{"config problems stop there", strings.Replace(checkConfig, "listen:", "listne:", 1), nil,
 			[]string{`FILE/gateway.yaml:1:1: unknown key "listne" (did you mean "listen"?)`}},
