@@ -80,21 +80,7 @@ func TestGuardLogsOncePerEpisode(t *testing.T) {
 // the whole 503 and then EOF (not a reset that would discard it), and that the listener serves
 // normally once descriptors are free.
 func TestListenerAnswersWhenOutOfDescriptors(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var hits atomic.Int64
-	g := New(nil, func(string) { hits.Add(1) }).WithQuietPeriod(0) // the first success ends it
-	const answer = "HTTP/1.1 503 Service Unavailable\r\nX-Scpgate-Reason: out_of_resources\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-	gl, err := g.Listener(ln, func(c net.Conn) {
-		_ = c.SetWriteDeadline(time.Now().Add(time.Second))
-		_, _ = io.WriteString(c, answer)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer gl.Close()
+	ln, gl, g, hits := answeringListener(t)
 
 	// The client connects first (its socket is allocated now); then the process fills up.
 	client, err := net.Dial("tcp", ln.Addr().String())
@@ -107,15 +93,7 @@ func TestListenerAnswersWhenOutOfDescriptors(t *testing.T) {
 		t.Fatal(err)
 	}
 	fill := exhaust(t)
-
-	accepted := make(chan error, 1)
-	go func() {
-		c, err := gl.Accept()
-		if err == nil {
-			_ = c.Close()
-		}
-		accepted <- err
-	}()
+	accepted := acceptUntilWaiting(t, gl)
 	_ = client.SetReadDeadline(time.Now().Add(10 * time.Second))
 	got, err := io.ReadAll(client)
 	if err != nil || string(got) != answer {
@@ -127,20 +105,7 @@ func TestListenerAnswersWhenOutOfDescriptors(t *testing.T) {
 	}
 
 	// Descriptors free again: the next client is accepted normally and the episode ends.
-	fill.release()
-	c2, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c2.Close()
-	select {
-	case err := <-accepted:
-		if err != nil {
-			t.Fatalf("Accept after recovery: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Accept did not return after descriptors were freed")
-	}
+	servesAgain(t, fill, ln, accepted)
 	if g.Exhausted() {
 		t.Fatal("still exhausted after a normal accept")
 	}
@@ -151,21 +116,7 @@ func TestListenerAnswersWhenOutOfDescriptors(t *testing.T) {
 // the process opened a descriptor next (here a plain open, in the gateway a tunnel's dial), and
 // the next client then waited in the backlog, unanswered, until a tunnel closed.
 func TestReserveKeptUntilAClientIsQueued(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var hits atomic.Int64
-	g := New(nil, func(string) { hits.Add(1) }).WithQuietPeriod(0)
-	const answer = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-	gl, err := g.Listener(ln, func(c net.Conn) {
-		_ = c.SetWriteDeadline(time.Now().Add(time.Second))
-		_, _ = io.WriteString(c, answer)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer gl.Close()
+	ln, gl, _, hits := answeringListener(t)
 
 	fill := exhaust(t)
 	accepted := acceptUntilWaiting(t, gl)
@@ -196,20 +147,7 @@ func TestReserveKeptUntilAClientIsQueued(t *testing.T) {
 		t.Fatalf("%d hits for one refused client, want 1", hits.Load())
 	}
 
-	fill.release()
-	c2, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c2.Close()
-	select {
-	case err := <-accepted:
-		if err != nil {
-			t.Fatalf("Accept after recovery: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Accept did not return after descriptors were freed")
-	}
+	servesAgain(t, fill, ln, accepted)
 }
 
 // TestCloseEndsTheWaitForAClient: Close of a listener whose Accept waits, out of descriptors,
@@ -329,4 +267,50 @@ func acceptUntilWaiting(t *testing.T, gl net.Listener) <-chan error {
 		t.Fatal("Accept did not start waiting for a client")
 	}
 	return accepted
+}
+
+// answer is what the listeners under test write to a client they refuse.
+const answer = "HTTP/1.1 503 Service Unavailable\r\nX-Scpgate-Reason: out_of_resources\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+
+// answeringListener returns a loopback listener ln and its guarded form gl, which writes
+// answer to the clients it refuses, with a Guard whose episode ends at the first success and
+// a count of its hits.
+func answeringListener(t *testing.T) (ln, gl net.Listener, g *Guard, hits *atomic.Int64) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hits = new(atomic.Int64)
+	g = New(nil, func(string) { hits.Add(1) }).WithQuietPeriod(0)
+	gl, err = g.Listener(ln, func(c net.Conn) {
+		_ = c.SetWriteDeadline(time.Now().Add(time.Second))
+		_, _ = io.WriteString(c, answer)
+	})
+	if err != nil {
+		_ = ln.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = gl.Close() })
+	return ln, gl, g, hits
+}
+
+// servesAgain frees the filling descriptors, connects to ln, and checks that the Accept
+// reporting to accepted returns that connection.
+func servesAgain(t *testing.T, fill *descriptors, ln net.Listener, accepted <-chan error) {
+	t.Helper()
+	fill.release()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	select {
+	case err := <-accepted:
+		if err != nil {
+			t.Fatalf("Accept after recovery: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Accept did not return after descriptors were freed")
+	}
 }
