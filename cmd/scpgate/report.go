@@ -88,15 +88,35 @@ func cmdReport(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if opts.Policy, err = loadPolicyOrDefault(*policyFile); err != nil {
 		return fail("-policy: %v", err)
 	}
-	// Every file must exist before a long read starts: a typo should not cost an hour.
+	// Every file must exist before a long read starts: a typo should not cost an hour. A file
+	// named twice (a glob and an explicit path, a symlink) is read once: its records would
+	// count double.
+	var unique, seenNames stringList
+	var seen []os.FileInfo
+	stdinSeen := false
+files:
 	for _, f := range files {
 		if f == "-" {
+			if !stdinSeen {
+				unique = append(unique, f)
+			}
+			stdinSeen = true
 			continue
 		}
-		if _, err := os.Stat(f); err != nil {
+		fi, err := os.Stat(f)
+		if err != nil {
 			return fail("%v", err)
 		}
+		for i, prev := range seen {
+			if os.SameFile(prev, fi) {
+				fmt.Fprintf(stderr, "scpgate report: %s is %s again; it is read once\n", f, seenNames[i])
+				continue files
+			}
+		}
+		seen, seenNames = append(seen, fi), append(seenNames, f)
+		unique = append(unique, f)
 	}
+	files = unique
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()

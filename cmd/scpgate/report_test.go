@@ -62,6 +62,22 @@ func TestReportCommand(t *testing.T) {
 		t.Errorf("denied %+v, want management.azure.com 3 times with its disabled group", rep.Denied)
 	}
 
+	// The same file named twice (again, through a symlink, and with another spelling) counts
+	// once.
+	link := filepath.Join(dir, "current.log")
+	if err := os.Symlink(cur, link); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs = runCmd(t, "report", "-audit", other, cur, link, filepath.Join(dir, ".", "b.log"), cur, "-format", "json")
+	rep.Inputs = nil
+	if err := json.Unmarshal([]byte(out), &rep); code != exitOK || err != nil {
+		t.Fatalf("code %d, %v, stderr %s", code, err, errs)
+	}
+	if rep.Totals.Records != 4 || len(rep.Inputs) != 2 || strings.Count(errs, "it is read once") != 3 ||
+		!strings.Contains(errs, link+" is "+cur+" again") {
+		t.Errorf("files named twice: %d records from %d inputs (want 4 from 2); stderr:\n%s", rep.Totals.Records, len(rep.Inputs), errs)
+	}
+
 	code, out, _ = runCmd(t, "report", "-audit", cur, "-until", "2026-11-30T10:30:00Z")
 	if code != exitOK || !strings.Contains(out, "1 records in 1 file(s)") || !strings.Contains(out, "MALFORMED LINES: 1") {
 		t.Errorf("text report, code %d:\n%s", code, out)
