@@ -88,35 +88,10 @@ func cmdReport(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if opts.Policy, err = loadPolicyOrDefault(*policyFile); err != nil {
 		return fail("-policy: %v", err)
 	}
-	// Every file must exist before a long read starts: a typo should not cost an hour. A file
-	// named twice (a glob and an explicit path, a symlink) is read once: its records would
-	// count double.
-	var unique, seenNames stringList
-	var seen []os.FileInfo
-	stdinSeen := false
-files:
-	for _, f := range files {
-		if f == "-" {
-			if !stdinSeen {
-				unique = append(unique, f)
-			}
-			stdinSeen = true
-			continue
-		}
-		fi, err := os.Stat(f)
-		if err != nil {
-			return fail("%v", err)
-		}
-		for i, prev := range seen {
-			if os.SameFile(prev, fi) {
-				fmt.Fprintf(stderr, "scpgate report: %s is %s again; it is read once\n", f, seenNames[i])
-				continue files
-			}
-		}
-		seen, seenNames = append(seen, fi), append(seenNames, f)
-		unique = append(unique, f)
+	// Every file must exist before a long read starts: a typo should not cost an hour.
+	if files, err = distinctFiles(files, stderr); err != nil {
+		return fail("%v", err)
 	}
-	files = unique
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
@@ -160,6 +135,38 @@ files:
 	}
 	fmt.Fprintln(stdout, rep.Headline())
 	return code
+}
+
+// distinctFiles checks that every file exists and drops a file named twice (a glob and an
+// explicit path, a symlink), saying so on stderr: its records would count double. "-"
+// (standard input) is kept once.
+func distinctFiles(files []string, stderr io.Writer) ([]string, error) {
+	var kept, seenNames []string
+	var seen []os.FileInfo
+	stdinKept := false
+next:
+	for _, f := range files {
+		if f == "-" {
+			if !stdinKept {
+				kept = append(kept, f)
+			}
+			stdinKept = true
+			continue
+		}
+		fi, err := os.Stat(f)
+		if err != nil {
+			return nil, err
+		}
+		for i, prev := range seen {
+			if os.SameFile(prev, fi) {
+				fmt.Fprintf(stderr, "scpgate report: %s is %s again; it is read once\n", f, seenNames[i])
+				continue next
+			}
+		}
+		seen, seenNames = append(seen, fi), append(seenNames, f)
+		kept = append(kept, f)
+	}
+	return kept, nil
 }
 
 // chooseFormats parses -format. Without -out exactly one format goes to standard output.
