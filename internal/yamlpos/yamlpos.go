@@ -38,7 +38,9 @@ func Syntax(data []byte) *Error {
 	anchors := map[string]bool{}
 	for {
 		var ev yaml_event_t
-		if !yaml_parser_parse(&p, &ev) {
+		// The parser also "succeeds" with no event once an error is recorded (a reader error
+		// found while scanning ahead): asking again would loop forever.
+		if !yaml_parser_parse(&p, &ev) || p.error != yaml_NO_ERROR || ev.typ == yaml_NO_EVENT {
 			return parserError(&p, data)
 		}
 		switch ev.typ {

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // wantLine is the first line of every file in testdata/syntax: "# want LINE:COL MESSAGE".
@@ -108,6 +109,31 @@ func TestSyntaxInvalidUTF8(t *testing.T) {
 	e := Syntax([]byte("a: 1\nb: \xff\n"))
 	if e == nil || e.Line != 2 || e.Col != 4 || !strings.Contains(e.Msg, "UTF-8") {
 		t.Fatalf("got %v, want 2:4 ... UTF-8", e)
+	}
+}
+
+// TestSyntaxEndsOnAnErrorFoundAhead: the scanner reads ahead in 512-byte chunks, and a bad
+// byte found in a later chunk while it looks for a key's value records an error after the
+// parser has already "succeeded"; from then on every parse call returns no event and no
+// failure. Syntax looped forever on such a file (a policy with a NUL byte, found by
+// policy.FuzzParse); it must report the bad byte. The padding moves the NUL across the chunk
+// boundary: 499-501 hung.
+func TestSyntaxEndsOnAnErrorFoundAhead(t *testing.T) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for n := 480; n < 530; n++ {
+			src := "a: " + strings.Repeat("x", n) + "\nsni:     \x00"
+			e := Syntax([]byte(src))
+			if e == nil || e.Line != 2 || e.Col != 10 || !strings.Contains(e.Msg, "control characters are not allowed") {
+				t.Errorf("padding %d: got %v, want 2:10 ... control characters are not allowed", n, e)
+			}
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(time.Minute): // a hang guard, far above the milliseconds this takes
+		t.Fatal("Syntax did not return: it loops on an error found while scanning ahead")
 	}
 }
 
