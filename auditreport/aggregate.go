@@ -174,10 +174,10 @@ func (a *Aggregator) Read(ctx context.Context, name string, r io.Reader) (err er
 		}
 	}()
 	br := bufio.NewReaderSize(r, readBuffer)
-	if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
+	if magic, _ := br.Peek(2); isGzipMagic(magic) {
 		gz, err := gzip.NewReader(br)
 		if err != nil {
-			return err
+			return fmt.Errorf("starts like a gzip file but is not one (%w); an audit file is JSON lines or their gzip", err)
 		}
 		defer gz.Close()
 		in.Compressed = true
@@ -207,6 +207,10 @@ func (a *Aggregator) Read(ctx context.Context, name string, r io.Reader) (err er
 		}
 	}
 }
+
+// isGzipMagic reports whether b starts with gzip's two magic bytes (RFC 1952); a JSON line
+// never does.
+func isGzipMagic(b []byte) bool { return len(b) >= 2 && b[0] == 0x1f && b[1] == 0x8b }
 
 // lineReader splits a stream into lines of at most maxLine bytes without holding more than one
 // line in memory.

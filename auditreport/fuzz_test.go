@@ -23,8 +23,13 @@ func FuzzRead(f *testing.F) {
 		if in.Lines != in.Blank+in.Records+in.Malformed {
 			t.Fatalf("lines %d != blank %d + records %d + malformed %d", in.Lines, in.Blank, in.Records, in.Malformed)
 		}
-		if want := int64(bytes.Count(data, []byte("\n"))); !in.Compressed && (in.Lines != want && in.Lines != want+1) {
+		// Plain text is read to its end; a stream that only starts like gzip stops with an
+		// error (checked below) before any line.
+		if want := int64(bytes.Count(data, []byte("\n"))); !in.Compressed && in.Error == "" && (in.Lines != want && in.Lines != want+1) {
 			t.Fatalf("%d lines counted in %d bytes with %d newlines", in.Lines, len(data), want)
+		}
+		if isGzipMagic(data) && !in.Compressed && (in.Error == "" || in.Lines != 0) {
+			t.Fatalf("gzip magic, not decompressed: error %q after %d lines; want an error and no line", in.Error, in.Lines)
 		}
 		if r.Totals.Records != in.Records-in.OutsidePeriod || r.Totals.Passed+r.Totals.Refused != r.Totals.Records {
 			t.Fatalf("totals %+v input %+v", r.Totals, in)

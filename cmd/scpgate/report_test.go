@@ -101,6 +101,7 @@ func TestReportCommandErrors(t *testing.T) {
 	full := writeAudit(t, dir, "full.gz", reportLines, true)
 	data, _ := os.ReadFile(full)
 	cut := writeAudit(t, dir, "cut.gz", string(data[:len(data)-6]), false)
+	notGzip := writeAudit(t, dir, "fake.gz", "\x1f\x8b\nnot gzip\n", false)
 
 	code, out, _ := runCmd(t, "report", "-h")
 	if code != exitOK || !strings.Contains(out, "Example:") || !strings.Contains(out, "-since TIME") {
@@ -119,6 +120,7 @@ func TestReportCommandErrors(t *testing.T) {
 		{[]string{"report", "-audit", good, "-policy", filepath.Join(dir, "nope.yaml")}, "-policy"},
 		{[]string{"report", "-audit", good, "-bogus"}, "flag provided but not defined"},
 		{[]string{"report", "-audit", good, cut}, "cut.gz"},
+		{[]string{"report", "-audit", good, notGzip}, "fake.gz: starts like a gzip file but is not one"},
 	} {
 		code, _, errs := runCmd(t, tt.args...)
 		if code != exitUsage || !strings.Contains(errs, tt.want) {
