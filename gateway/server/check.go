@@ -105,17 +105,18 @@ func checkTLS(cfg Config, pos *yamlpos.Positions) yamlpos.List {
 	return out
 }
 
-// acmeError places an ACME settings problem ("email is empty", "domain \"x\" is listed
-// twice") at the sub-key it names, or at tls.acme when the file leaves that key out; the
-// message stays "tls.acme: ...", since it names the sub-key itself.
+// acmeError places an ACME settings problem ("email is empty", "trusted_roots_file: open …",
+// "domain \"x\" is listed twice") at the sub-key it starts with, or at tls.acme when the file
+// leaves that key out (yamlpos falls back to the nearest key the file has); the message stays
+// "tls.acme: ...", since it names the sub-key itself.
 func acmeError(pos *yamlpos.Positions, msg string) *yamlpos.Error {
+	word := msg[:len(msg)-len(strings.TrimLeftFunc(msg, func(r rune) bool { return r >= 'a' && r <= 'z' || r == '_' }))]
+	if word == "domain" { // one entry of domains
+		word = "domains"
+	}
 	key := "tls.acme"
-	word, _, _ := strings.Cut(msg, " ")
-	switch word {
-	case "directory_url", "email", "domains", "storage_dir", "trusted_roots_file":
+	if word != "" {
 		key += "." + word
-	case "domain":
-		key += ".domains"
 	}
 	e := pos.Errorf(key, "%s", msg)
 	e.Msg = "tls.acme: " + msg

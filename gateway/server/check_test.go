@@ -108,11 +108,12 @@ func TestCheck(t *testing.T) {
 			}},
 		// A sub-key that is there but wrong is pointed at; one left out, at "acme:".
 		{"wrong ACME settings", strings.Replace(checkConfig, "  cert_file: gw.crt\n  key_file: gw.key\n",
-			"  acme:\n    directory_url: http://acme.test/dir\n    email: not an address\n    domains: [gw.test, \"*.gw.test\"]\n", 1), nil,
+			"  acme:\n    directory_url: http://acme.test/dir\n    trusted_roots_file: roots.pem\n    email: not an address\n    domains: [gw.test, \"*.gw.test\"]\n", 1), nil,
 			[]string{
 				`FILE/gateway.yaml:5:20: tls.acme: directory_url "http://acme.test/dir" must be an https:// URL`,
-				`FILE/gateway.yaml:6:12: tls.acme: email "not an address" is not a plain address`,
-				`FILE/gateway.yaml:7:14: tls.acme: domain "*.gw.test": wildcards need the DNS-01 challenge`,
+				`FILE/gateway.yaml:6:25: tls.acme: trusted_roots_file: open FILE/roots.pem: no such file or directory`,
+				`FILE/gateway.yaml:7:12: tls.acme: email "not an address" is not a plain address`,
+				`FILE/gateway.yaml:8:14: tls.acme: domain "*.gw.test": wildcards need the DNS-01 challenge`,
 				"FILE/gateway.yaml:4:3: tls.acme: storage_dir is empty",
 			}},
 		{"config problems stop there", strings.Replace(checkConfig, "listen:", "listne:", 1), nil,
